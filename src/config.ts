@@ -1,0 +1,60 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Where sandbox processes may connect: `isolated` gives each command its own empty network namespace. */
+export type SandboxNetwork = 'isolated' | 'host';
+/** `auto` uses bubblewrap when it works on this machine; `bwrap` insists on it; `none` runs plain child processes. */
+export type IsolationMode = 'auto' | 'bwrap' | 'none';
+
+const envSchema = z.object({
+  OPENCODE_ENV_SANDBOX: z.enum(['local']).default('local'),
+  OPENCODE_ENV_ISOLATION: z.enum(['auto', 'bwrap', 'none']).default('auto'),
+  OPENCODE_ENV_SANDBOX_NETWORK: z.enum(['isolated', 'host']).default('isolated'),
+  OPENCODE_ENV_SANDBOX_DIR: z.string().min(1).optional(),
+  OPENCODE_ENV_PYTHON: z.string().min(1).default('python3'),
+  OPENCODE_ENV_LIMIT_FILE_MB: z.coerce.number().int().positive().default(1024),
+  OPENCODE_ENV_LIMIT_CPU_S: z.coerce.number().int().positive().default(3600),
+  OPENCODE_ENV_LIMIT_PROCESSES: z.coerce.number().int().positive().default(4096),
+  OPENCODE_ENV_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  sandbox: {
+    backend: 'local';
+    isolation: IsolationMode;
+    network: SandboxNetwork;
+    /** Host directory under which each local sandbox gets its own folder. */
+    rootDir: string;
+    limits: { fileSizeBytes: number; cpuSeconds: number; processes: number };
+  };
+  python: { executable: string };
+  logLevel: z.infer<typeof envSchema>['OPENCODE_ENV_LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {}
+
+/** Reads every setting from the environment once, so a typo fails at start-up with the variable's name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    sandbox: {
+      backend: e.OPENCODE_ENV_SANDBOX,
+      isolation: e.OPENCODE_ENV_ISOLATION,
+      network: e.OPENCODE_ENV_SANDBOX_NETWORK,
+      rootDir: path.resolve(e.OPENCODE_ENV_SANDBOX_DIR ?? os.tmpdir()),
+      limits: {
+        fileSizeBytes: e.OPENCODE_ENV_LIMIT_FILE_MB * 1024 * 1024,
+        cpuSeconds: e.OPENCODE_ENV_LIMIT_CPU_S,
+        processes: e.OPENCODE_ENV_LIMIT_PROCESSES,
+      },
+    },
+    python: { executable: e.OPENCODE_ENV_PYTHON },
+    logLevel: e.OPENCODE_ENV_LOG_LEVEL,
+  };
+}

@@ -1,0 +1,238 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+import type { Sandbox, SandboxProvider } from '../sandbox/types.js';
+import { SerialQueue } from '../util/serial-queue.js';
+import { PythonInterpreter, type ExecutionOutcome } from './python/interpreter.js';
+
+export const DEFAULT_PYTHON_TIMEOUT_S = 30;
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
+export interface ExecutePythonResult {
+  stdout: string;
+  stderr: string;
+  /** 0 on success, the code passed to sys.exit(), or 1 on an exception, timeout or interpreter crash. */
+  exit_code: number;
+  timed_out: boolean;
+  /** True when names defined by earlier calls are gone: the interpreter was restarted before or during this call. */
+  state_lost: boolean;
+  /** Explains a restart, a timeout or a reset, when one happened. */
+  notice: string | null;
+}
+
+export interface EpisodeState {
+  episode_id: string;
+  step_count: number;
+  last_exit_code: number;
+  seed: number | null;
+  sandbox_backend: string;
+  isolation: string | null;
+  sandbox_id: string | null;
+  python_running: boolean;
+}
+
+export interface EpisodeDeps {
+  provider: SandboxProvider;
+  logger: Logger;
+}
+
+export interface ResetOptions {
+  seed?: number;
+  episodeId?: string;
+}
+
+/**
+ * One episode: a lazily created sandbox, a persistent Python interpreter inside it, and counters.
+ * A reset throws all of that away and starts over.
+ */
+export class Episode {
+  private episodeId: string = randomUUID();
+  private seed: number | null = null;
+  private stepCount = 0;
+  private lastExitCode = 0;
+  private sandbox: Sandbox | null = null;
+  private sandboxPromise: Promise<Sandbox> | null = null;
+  private interpreter: PythonInterpreter | null = null;
+  /** Set when an interpreter died, so the next call can say that it runs in a fresh one. */
+  private interpreterLost: string | null = null;
+  private isolation: string | null = null;
+  private readonly queue = new SerialQueue();
+  /** Bumped by every reset, so work started before it can tell that its episode is over. */
+  private generation = 0;
+  private closed = false;
+
+  constructor(private readonly deps: EpisodeDeps) {}
+
+  state(): EpisodeState {
+    return {
+      episode_id: this.episodeId,
+      step_count: this.stepCount,
+      last_exit_code: this.lastExitCode,
+      seed: this.seed,
+      sandbox_backend: this.deps.provider.backend,
+      isolation: this.isolation,
+      sandbox_id: this.sandbox?.id ?? null,
+      python_running: this.interpreter?.alive ?? false,
+    };
+  }
+
+  /** The episode's sandbox, created on first use. */
+  getSandbox(): Promise<Sandbox> {
+    if (this.closed) return Promise.reject(new Error('the episode is closed'));
+    if (!this.sandboxPromise) {
+      const generation = this.generation;
+      this.sandboxPromise = this.deps.provider.create({ label: 'episode' }).then(async (sandbox) => {
+        if (this.generation !== generation || this.closed) {
+          await sandbox.kill();
+          throw new Error('the episode was reset while its sandbox was starting');
+        }
+        this.sandbox = sandbox;
+        this.isolation = sandbox.isolation;
+        return sandbox;
+      });
+      this.sandboxPromise.catch(() => {
+        if (this.generation === generation) this.sandboxPromise = null;
+      });
+    }
+    return this.sandboxPromise;
+  }
+
+  executePython(code: string, options: { timeoutS?: number; signal?: AbortSignal } = {}): Promise<ExecutePythonResult> {
+    const generation = this.generation;
+    return this.queue.run(async () => {
+      if (this.generation !== generation) return resetResult();
+      const timeoutS = options.timeoutS ?? DEFAULT_PYTHON_TIMEOUT_S;
+      let interpreter: PythonInterpreter;
+      try {
+        interpreter = await this.ensureInterpreter(generation);
+      } catch (error) {
+        if (this.generation !== generation) return resetResult();
+        throw error;
+      }
+      const restartNotice = this.interpreterLost;
+      this.interpreterLost = null;
+
+      const outcome = await interpreter.execute(code, {
+        timeoutMs: timeoutS * 1000,
+        maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (this.generation !== generation) return resetResult();
+
+      const result = describeOutcome(outcome, timeoutS);
+      if (restartNotice) {
+        result.state_lost = true;
+        result.notice = result.notice ? `${restartNotice} ${result.notice}` : restartNotice;
+      }
+      if (outcome.kind === 'killed' || outcome.kind === 'died') {
+        this.interpreter = null;
+        this.interpreterLost =
+          'This call ran in a fresh Python interpreter because the previous one ' +
+          (outcome.kind === 'died' ? 'exited' : 'was killed') +
+          ': variables, imports and definitions from earlier calls are gone.';
+      }
+      this.stepCount += 1;
+      this.lastExitCode = result.exit_code;
+      return result;
+    });
+  }
+
+  private async ensureInterpreter(generation: number): Promise<PythonInterpreter> {
+    if (this.interpreter?.alive) return this.interpreter;
+    const sandbox = await this.getSandbox();
+    const interpreter = await PythonInterpreter.start(sandbox, {
+      ...(this.seed !== null ? { seed: this.seed } : {}),
+      logger: this.deps.logger,
+    });
+    if (this.generation !== generation) {
+      await interpreter.shutdown();
+      throw new Error('the episode was reset while its interpreter was starting');
+    }
+    this.interpreter = interpreter;
+    return interpreter;
+  }
+
+  /** Starts a new episode: the old sandbox (and everything running in it) is killed first. */
+  async reset(options: ResetOptions = {}): Promise<EpisodeState> {
+    await this.disposeResources();
+    this.episodeId = options.episodeId ?? randomUUID();
+    this.seed = options.seed ?? null;
+    this.stepCount = 0;
+    this.lastExitCode = 0;
+    this.interpreterLost = null;
+    return this.state();
+  }
+
+  private async disposeResources(): Promise<void> {
+    const sandboxPromise = this.sandboxPromise;
+    this.sandboxPromise = null;
+    this.sandbox = null;
+    this.interpreter = null;
+    this.generation += 1;
+    const sandbox = await sandboxPromise?.catch(() => null);
+    await sandbox?.kill();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.disposeResources();
+  }
+}
+
+function resetResult(): ExecutePythonResult {
+  return {
+    stdout: '',
+    stderr: 'The episode was reset while this code was waiting or running; it did not complete.',
+    exit_code: 1,
+    timed_out: false,
+    state_lost: true,
+    notice: 'The episode was reset.',
+  };
+}
+
+function describeOutcome(outcome: ExecutionOutcome, timeoutS: number): ExecutePythonResult {
+  const stopped = (reason: 'timeout' | 'cancelled') =>
+    reason === 'timeout' ? `TimeoutError: execution exceeded the ${timeoutS} s limit (timeout_s)` : 'Cancelled: the client cancelled this call';
+  switch (outcome.kind) {
+    case 'completed':
+      return {
+        stdout: outcome.reply.stdout,
+        stderr: outcome.reply.stderr,
+        exit_code: outcome.reply.exit_code,
+        timed_out: false,
+        state_lost: false,
+        notice: null,
+      };
+    case 'interrupted':
+      return {
+        stdout: outcome.reply.stdout,
+        stderr: `${outcome.reply.stderr}${stopped(outcome.reason)} and was interrupted; the interpreter and its state are kept.\n`,
+        exit_code: 1,
+        timed_out: outcome.reason === 'timeout',
+        state_lost: false,
+        notice: null,
+      };
+    case 'killed':
+      return {
+        stdout: '',
+        stderr: `${stopped(outcome.reason)} and did not stop when interrupted, so the Python interpreter was killed. Its output and state are lost; the next call starts a fresh interpreter.\n`,
+        exit_code: 1,
+        timed_out: outcome.reason === 'timeout',
+        state_lost: true,
+        notice: 'The Python interpreter was restarted: variables, imports and definitions from earlier calls are gone.',
+      };
+    case 'died': {
+      const how = outcome.exit.signal ? `was killed by signal ${outcome.exit.signal}` : `exited with code ${outcome.exit.exitCode}`;
+      const log = outcome.driverLog.trim();
+      return {
+        stdout: '',
+        stderr:
+          `The Python interpreter ${how} while running this code (e.g. os._exit(), a crash in native code, or running out of memory). ` +
+          `Its output and state are lost; the next call starts a fresh interpreter.\n${log ? `${log}\n` : ''}`,
+        exit_code: 1,
+        timed_out: false,
+        state_lost: true,
+        notice: 'The Python interpreter exited: variables, imports and definitions from earlier calls are gone.',
+      };
+    }
+  }
+}

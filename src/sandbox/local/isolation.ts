@@ -1,0 +1,194 @@
+import { existsSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { SandboxNetwork } from '../../config.js';
+import type { HostCapabilities } from './host-probe.js';
+
+/** The unprivileged account sandbox processes run as when the server itself runs as root. */
+export const SANDBOX_UID = 65534;
+
+export interface ResourceLimits {
+  fileSizeBytes: number;
+  cpuSeconds: number;
+  processes: number;
+}
+
+/** Host directories that make up one local sandbox. */
+export interface SandboxDirs {
+  root: string;
+  home: string;
+  tmp: string;
+}
+
+export interface IsolationPolicy {
+  network: SandboxNetwork;
+  limits: ResourceLimits;
+  /** The project's resources/ directory on the host. */
+  resourcesDir: string;
+  /** Interpreter prefixes to keep visible even when they sit under a hidden directory (e.g. pyenv in ~). */
+  runtimePaths: string[];
+  /** Host directories sandboxes must not see (the server's home, the sandbox root with other sandboxes). */
+  hiddenPaths: string[];
+}
+
+/** How processes of a local sandbox are confined, and where its paths live on the host. */
+export interface Isolation {
+  readonly name: 'bubblewrap' | 'none';
+  /** Whether sandbox processes run under a dedicated unprivileged uid (so files must be handed to it). */
+  readonly dropsPrivileges: boolean;
+  homeDir(dirs: SandboxDirs): string;
+  tmpDir(dirs: SandboxDirs): string;
+  resourcesDir(): string;
+  /** Full host argv that runs `argv` inside the sandbox. */
+  wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[];
+  /** Host path for an absolute sandbox path in the sandbox's writable area, or null when it is outside. */
+  toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null;
+}
+
+function isUnder(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function limitArgs(host: HostCapabilities, limits: ResourceLimits, dedicatedUid: boolean): string[] {
+  if (!host.prlimit) return [];
+  const args = [host.prlimit, `--fsize=${limits.fileSizeBytes}`, `--cpu=${limits.cpuSeconds}`, '--core=0'];
+  // RLIMIT_NPROC counts every process of the uid machine-wide, so it is only meaningful for a uid of our own.
+  if (dedicatedUid) args.push(`--nproc=${limits.processes}`);
+  return [...args, '--'];
+}
+
+function privilegeDropArgs(host: HostCapabilities, extra: string[] = []): string[] {
+  if (!host.setpriv || process.getuid?.() !== 0) return [];
+  return [host.setpriv, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--no-new-privs', ...extra, '--'];
+}
+
+const SANDBOX_HOME = '/home/user';
+const SANDBOX_RESOURCES = '/run/opencode-env/resources';
+
+/** bubblewrap: read-only host, private writable home and /tmp, own pid/ipc/uts (and by default net) namespaces. */
+export class BubblewrapIsolation implements Isolation {
+  readonly name = 'bubblewrap';
+  readonly dropsPrivileges: boolean;
+
+  constructor(
+    private readonly bwrap: string,
+    private readonly host: HostCapabilities,
+    private readonly policy: IsolationPolicy,
+  ) {
+    this.dropsPrivileges = privilegeDropArgs(host).length > 0;
+  }
+
+  homeDir(): string {
+    return SANDBOX_HOME;
+  }
+
+  tmpDir(): string {
+    return '/tmp';
+  }
+
+  resourcesDir(): string {
+    return SANDBOX_RESOURCES;
+  }
+
+  wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[] {
+    const args = [
+      this.bwrap,
+      '--die-with-parent',
+      '--new-session',
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--unshare-cgroup-try',
+      ...(this.policy.network === 'isolated' ? ['--unshare-net'] : []),
+      '--hostname', 'sandbox',
+      '--ro-bind', '/', '/',
+      '--dev', '/dev',
+      '--proc', '/proc',
+      '--perms', '01777', '--tmpfs', '/dev/shm',
+      '--tmpfs', '/run',
+    ];
+    if (this.policy.network === 'host' && isDirectory('/run/systemd/resolve')) {
+      // /etc/resolv.conf often points here; keep name resolution working when the network is shared.
+      args.push('--ro-bind', '/run/systemd/resolve', '/run/systemd/resolve');
+    }
+    const hidden = new Set(['/home', '/root', '/var/tmp', os.homedir(), ...this.policy.hiddenPaths].map((p) => path.resolve(p)));
+    for (const dir of [...hidden].sort()) {
+      if (dir !== '/' && isDirectory(dir)) args.push('--tmpfs', dir);
+    }
+    for (const runtime of this.policy.runtimePaths) {
+      if ([...hidden].some((h) => isUnder(runtime, h)) && isDirectory(runtime)) {
+        args.push('--perms', '0755', '--dir', path.dirname(runtime), '--ro-bind', runtime, runtime);
+      }
+    }
+    args.push(
+      '--bind', dirs.home, SANDBOX_HOME,
+      '--bind', dirs.tmp, '/tmp',
+      '--perms', '0755', '--dir', path.dirname(SANDBOX_RESOURCES),
+      '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
+      '--chdir', cwd,
+      '--',
+      ...privilegeDropArgs(this.host),
+      ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges),
+      ...argv,
+    );
+    return args;
+  }
+
+  toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null {
+    const p = path.posix.resolve(sandboxPath);
+    if (isUnder(p, SANDBOX_HOME)) return path.join(dirs.home, path.posix.relative(SANDBOX_HOME, p));
+    if (isUnder(p, '/tmp')) return path.join(dirs.tmp, path.posix.relative('/tmp', p));
+    return null;
+  }
+}
+
+/** No confinement beyond an unprivileged uid (when root) and resource limits: paths are host paths. */
+export class PlainProcessIsolation implements Isolation {
+  readonly name = 'none';
+  readonly dropsPrivileges: boolean;
+
+  constructor(
+    private readonly host: HostCapabilities,
+    private readonly policy: IsolationPolicy,
+  ) {
+    this.dropsPrivileges = privilegeDropArgs(host).length > 0;
+  }
+
+  homeDir(dirs: SandboxDirs): string {
+    return dirs.home;
+  }
+
+  tmpDir(dirs: SandboxDirs): string {
+    return dirs.tmp;
+  }
+
+  resourcesDir(): string {
+    return this.policy.resourcesDir;
+  }
+
+  wrap(argv: string[]): string[] {
+    // Without a pid namespace nothing reaps the tree when we die; the parent-death signal is the next best thing.
+    const pdeathsig = this.host.setprivHasPdeathsig ? ['--pdeathsig', 'KILL'] : [];
+    let drop = privilegeDropArgs(this.host, pdeathsig);
+    if (drop.length === 0 && pdeathsig.length > 0 && this.host.setpriv) drop = [this.host.setpriv, ...pdeathsig, '--'];
+    return [...drop, ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges), ...argv];
+  }
+
+  toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null {
+    const p = path.resolve(sandboxPath);
+    return isUnder(p, dirs.home) || isUnder(p, dirs.tmp) ? p : null;
+  }
+}
+
+export function resourcesDirExists(dir: string): boolean {
+  return existsSync(path.join(dir, 'python', 'driver.py'));
+}

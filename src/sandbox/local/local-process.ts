@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import { findProcessesByEnvMarker, signalProcessGroup } from '../../util/process-tree.js';
+import type { ProcessExit, SandboxProcess } from '../types.js';
+
+/** Environment variable every sandbox process carries, so stragglers can be found by /proc scan. */
+export const PROCESS_MARKER = 'OPENCODE_ENV_PROCESS_ID';
+
+export interface LaunchSpec {
+  hostArgv: string[];
+  hostCwd: string;
+  env: Record<string, string>;
+  processId: string;
+  /** Scan /proc for the marker when killing: needed when no pid namespace holds the tree together. */
+  scanForStragglers: boolean;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+/** How long to wait for output pipes to drain after the process itself has exited. */
+const PIPE_DRAIN_GRACE_MS = 2000;
+
+export function normalizeExit(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
+  if (signal) return { exitCode: 128 + (os.constants.signals[signal] ?? 0), signal };
+  return { exitCode: code ?? 1, signal: null };
+}
+
+/**
+ * One process tree on the host, started in its own process group. `exited` settles once the
+ * process has exited and its pipes are drained (or the drain grace has passed).
+ */
+export class LocalProcess implements SandboxProcess {
+  readonly exited: Promise<ProcessExit>;
+  private readonly child: ChildProcess;
+  private killing: Promise<void> | null = null;
+
+  constructor(private readonly spec: LaunchSpec) {
+    const [command, ...args] = spec.hostArgv;
+    this.child = spawn(command!, args, {
+      cwd: spec.hostCwd,
+      env: { ...spec.env, [PROCESS_MARKER]: spec.processId },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.child.stdin!.on('error', () => {
+      // The process may exit before reading its input; that is reported through `exited`.
+    });
+    if (spec.onStdout) this.child.stdout!.on('data', spec.onStdout);
+    else this.child.stdout!.resume();
+    if (spec.onStderr) this.child.stderr!.on('data', spec.onStderr);
+    else this.child.stderr!.resume();
+
+    this.exited = new Promise<ProcessExit>((resolve) => {
+      let exit: ProcessExit | null = null;
+      let drainTimer: NodeJS.Timeout | undefined;
+      const finish = () => {
+        clearTimeout(drainTimer);
+        resolve(exit ?? { exitCode: 1, signal: null });
+      };
+      this.child.once('error', (error) => {
+        exit = { exitCode: 127, signal: null };
+        spec.onStderr?.(Buffer.from(`failed to start ${command}: ${error.message}\n`));
+        finish();
+      });
+      this.child.once('exit', (code, signal) => {
+        exit = normalizeExit(code, signal);
+        // A background child that inherited our pipes can keep them open forever; don't wait on it.
+        drainTimer = setTimeout(() => {
+          this.child.stdout?.destroy();
+          this.child.stderr?.destroy();
+          finish();
+        }, PIPE_DRAIN_GRACE_MS);
+        drainTimer.unref();
+      });
+      this.child.once('close', finish);
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  write(data: string | Buffer): void {
+    if (this.child.stdin?.writable) this.child.stdin.write(data);
+  }
+
+  endInput(): void {
+    this.child.stdin?.end();
+  }
+
+  kill(): Promise<void> {
+    this.killing ??= (async () => {
+      if (this.child.pid !== undefined) signalProcessGroup(this.child.pid, 'SIGKILL');
+      if (this.spec.scanForStragglers) {
+        for (const pid of await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      await this.exited;
+    })();
+    return this.killing;
+  }
+}
