@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import type { Logger } from '../log.js';
 import type { Sandbox, SandboxProvider } from '../sandbox/types.js';
 import { SerialQueue } from '../util/serial-queue.js';
@@ -178,6 +179,10 @@ export class Episode {
   }
 }
 
+function signalName(signalNumber: number): string | null {
+  return Object.entries(os.constants.signals).find(([, number]) => number === signalNumber)?.[0] ?? null;
+}
+
 function resetResult(): ExecutePythonResult {
   return {
     stdout: '',
@@ -221,7 +226,12 @@ function describeOutcome(outcome: ExecutionOutcome, timeoutS: number): ExecutePy
         notice: 'The Python interpreter was restarted: variables, imports and definitions from earlier calls are gone.',
       };
     case 'died': {
-      const how = outcome.exit.signal ? `was killed by signal ${outcome.exit.signal}` : `exited with code ${outcome.exit.exitCode}`;
+      const { signal, exitCode } = outcome.exit;
+      // Sandboxes that wrap the interpreter (bwrap, shells) report a signal death as 128 + signal number.
+      const impliedSignal = !signal && exitCode > 128 ? signalName(exitCode - 128) : null;
+      const how = signal
+        ? `was killed by signal ${signal}`
+        : `exited with code ${exitCode}${impliedSignal ? ` (killed by signal ${impliedSignal})` : ''}`;
       const log = outcome.driverLog.trim();
       return {
         stdout: '',

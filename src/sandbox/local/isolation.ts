@@ -66,9 +66,13 @@ function limitArgs(host: HostCapabilities, limits: ResourceLimits, dedicatedUid:
   return [...args, '--'];
 }
 
+/** Whether sandbox processes can be moved to an unprivileged uid at all: only a root server can, with setpriv. */
+export function canDropPrivileges(host: HostCapabilities): boolean {
+  return host.setpriv !== null && process.getuid?.() === 0;
+}
+
 function privilegeDropArgs(host: HostCapabilities, extra: string[] = []): string[] {
-  if (!host.setpriv || process.getuid?.() !== 0) return [];
-  return [host.setpriv, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--no-new-privs', ...extra, '--'];
+  return [host.setpriv!, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--no-new-privs', ...extra, '--'];
 }
 
 const SANDBOX_HOME = '/home/user';
@@ -83,8 +87,9 @@ export class BubblewrapIsolation implements Isolation {
     private readonly bwrap: string,
     private readonly host: HostCapabilities,
     private readonly policy: IsolationPolicy,
+    dropPrivileges: boolean,
   ) {
-    this.dropsPrivileges = privilegeDropArgs(host).length > 0;
+    this.dropsPrivileges = dropPrivileges && canDropPrivileges(host);
   }
 
   homeDir(): string {
@@ -136,7 +141,7 @@ export class BubblewrapIsolation implements Isolation {
       '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
       '--chdir', cwd,
       '--',
-      ...privilegeDropArgs(this.host),
+      ...(this.dropsPrivileges ? privilegeDropArgs(this.host) : []),
       ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges),
       ...argv,
     );
@@ -159,8 +164,9 @@ export class PlainProcessIsolation implements Isolation {
   constructor(
     private readonly host: HostCapabilities,
     private readonly policy: IsolationPolicy,
+    dropPrivileges: boolean,
   ) {
-    this.dropsPrivileges = privilegeDropArgs(host).length > 0;
+    this.dropsPrivileges = dropPrivileges && canDropPrivileges(host);
   }
 
   homeDir(dirs: SandboxDirs): string {
@@ -178,9 +184,10 @@ export class PlainProcessIsolation implements Isolation {
   wrap(argv: string[]): string[] {
     // Without a pid namespace nothing reaps the tree when we die; the parent-death signal is the next best thing.
     const pdeathsig = this.host.setprivHasPdeathsig ? ['--pdeathsig', 'KILL'] : [];
-    let drop = privilegeDropArgs(this.host, pdeathsig);
-    if (drop.length === 0 && pdeathsig.length > 0 && this.host.setpriv) drop = [this.host.setpriv, ...pdeathsig, '--'];
-    return [...drop, ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges), ...argv];
+    let wrapper: string[] = [];
+    if (this.dropsPrivileges) wrapper = privilegeDropArgs(this.host, pdeathsig);
+    else if (pdeathsig.length > 0) wrapper = [this.host.setpriv!, ...pdeathsig, '--'];
+    return [...wrapper, ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges), ...argv];
   }
 
   toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null {

@@ -1,10 +1,11 @@
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../log.js';
+import { isAlive } from '../../util/process-tree.js';
 import type { Sandbox, SandboxCreateOptions, SandboxProvider } from '../types.js';
 import { probeHost, type HostCapabilities } from './host-probe.js';
-import { BubblewrapIsolation, PlainProcessIsolation, SANDBOX_UID, type Isolation } from './isolation.js';
+import { BubblewrapIsolation, canDropPrivileges, PlainProcessIsolation, SANDBOX_UID, type Isolation } from './isolation.js';
 import { LocalSandbox, newSandboxId } from './local-sandbox.js';
 
 interface LocalSetup {
@@ -23,6 +24,10 @@ export interface LocalProviderOptions {
 
 export class IsolationUnavailableError extends Error {}
 
+const SANDBOX_DIR_PREFIX = 'opencode-env-';
+/** Records which server process owns a sandbox directory, so orphans can be recognised later. */
+const OWNER_FILE = 'owner.json';
+
 /** Sandboxes as directories on this machine, confined with bubblewrap when it is available. */
 export class LocalSandboxProvider implements SandboxProvider {
   readonly backend = 'local' as const;
@@ -32,8 +37,25 @@ export class LocalSandboxProvider implements SandboxProvider {
   constructor(private readonly options: LocalProviderOptions) {}
 
   private setup(): Promise<LocalSetup> {
-    this.setupPromise ??= this.chooseIsolation();
+    this.setupPromise ??= (async () => {
+      const [setup] = await Promise.all([this.chooseIsolation(), this.removeOrphanedSandboxes()]);
+      return setup;
+    })();
     return this.setupPromise;
+  }
+
+  /** Deletes sandbox directories left by a server that was killed before it could clean up. */
+  private async removeOrphanedSandboxes(): Promise<void> {
+    const root = this.options.sandbox.rootDir;
+    const entries = await readdir(root).catch(() => [] as string[]);
+    for (const entry of entries.filter((e) => e.startsWith(SANDBOX_DIR_PREFIX))) {
+      const owner = await readFile(path.join(root, entry, OWNER_FILE), 'utf8').catch(() => null);
+      const ownerPid = owner ? Number((JSON.parse(owner) as { pid?: unknown }).pid) : NaN;
+      if (Number.isInteger(ownerPid) && ownerPid !== process.pid && !isAlive(ownerPid)) {
+        this.options.logger.info({ dir: entry, ownerPid }, 'removing sandbox left behind by a server that is gone');
+        await rm(path.join(root, entry), { recursive: true, force: true }).catch(() => undefined);
+      }
+    }
   }
 
   private async chooseIsolation(): Promise<LocalSetup> {
@@ -52,21 +74,46 @@ export class LocalSandboxProvider implements SandboxProvider {
     if (process.getuid?.() === 0 && !host.setpriv) logger.warn('running as root without setpriv: sandbox processes keep root privileges');
 
     const bwrapUsable = host.bwrap !== null && host.bwrapProblem === null;
-    if (sandbox.isolation !== 'none' && bwrapUsable) {
-      logger.debug({ bwrap: host.bwrap, network: sandbox.network }, 'sandbox isolation: bubblewrap');
-      return { host, isolation: new BubblewrapIsolation(host.bwrap!, host, policy) };
-    }
-    const why = host.bwrap === null ? 'bubblewrap (bwrap) is not installed' : `bubblewrap does not work here: ${host.bwrapProblem}`;
-    if (sandbox.isolation === 'bwrap') {
-      throw new IsolationUnavailableError(`OPENCODE_ENV_ISOLATION=bwrap but ${why}`);
-    }
-    if (sandbox.isolation === 'auto') {
+    const build = (dropPrivileges: boolean): Isolation =>
+      sandbox.isolation !== 'none' && bwrapUsable
+        ? new BubblewrapIsolation(host.bwrap!, host, policy, dropPrivileges)
+        : new PlainProcessIsolation(host, policy, dropPrivileges);
+
+    if (sandbox.isolation !== 'none' && !bwrapUsable) {
+      const why = host.bwrap === null ? 'bubblewrap (bwrap) is not installed' : `bubblewrap does not work here: ${host.bwrapProblem}`;
+      if (sandbox.isolation === 'bwrap') throw new IsolationUnavailableError(`OPENCODE_ENV_ISOLATION=bwrap but ${why}`);
       logger.warn(
         `${why}; sandboxes run as plain child processes without filesystem isolation. ` +
           'Install bubblewrap (e.g. apt-get install bubblewrap) for isolation, or set OPENCODE_ENV_ISOLATION=none to silence this.',
       );
     }
-    return { host, isolation: new PlainProcessIsolation(host, policy) };
+
+    let isolation = build(canDropPrivileges(host));
+    if (isolation.dropsPrivileges && python) {
+      const problem = await this.checkInterpreterRuns(isolation, python.executable);
+      if (problem) {
+        logger.warn(
+          { problem },
+          `the Python interpreter or the project's resources are not accessible to uid ${SANDBOX_UID}; sandbox processes run as root instead. ` +
+            'Install Python and opencode-env where every user can read them to avoid this.',
+        );
+        isolation = build(false);
+      }
+    }
+    logger.debug({ isolation: isolation.name, network: sandbox.network, unprivileged: isolation.dropsPrivileges }, 'sandbox isolation chosen');
+    return { host, isolation };
+  }
+
+  /** Runs the interpreter and reads the driver exactly as a sandbox would; returns what went wrong, if anything. */
+  private async checkInterpreterRuns(isolation: Isolation, python: string): Promise<string | null> {
+    const probe = await this.createWith(isolation, { python: { executable: python }, pythonProblem: null }, 'selfcheck');
+    try {
+      const driver = await probe.resourcePath('python/driver.py');
+      const result = await probe.run([python, '-c', 'import sys; open(sys.argv[1]).close()', driver], { timeoutMs: 15_000 });
+      return result.exitCode === 0 ? null : result.stderr.trim() || `exit code ${result.exitCode}`;
+    } finally {
+      await probe.kill();
+    }
   }
 
   async describeIsolation(): Promise<string> {
@@ -75,8 +122,18 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
     const { host, isolation } = await this.setup();
-    const id = newSandboxId(options.label);
-    const root = path.join(this.options.sandbox.rootDir, `opencode-env-${id}`);
+    const python = 'error' in host.python ? null : host.python;
+    const pythonProblem = 'error' in host.python ? host.python.error : null;
+    return this.createWith(isolation, { python, pythonProblem }, options.label);
+  }
+
+  private async createWith(
+    isolation: Isolation,
+    interpreter: { python: { executable: string } | null; pythonProblem: string | null },
+    label?: string,
+  ): Promise<LocalSandbox> {
+    const id = newSandboxId(label);
+    const root = path.join(this.options.sandbox.rootDir, `${SANDBOX_DIR_PREFIX}${id}`);
     const dirs = { root, home: path.join(root, 'home'), tmp: path.join(root, 'tmp') };
     // Plain processes under another uid must traverse the root to reach their home; nobody may list it.
     await mkdir(root, { recursive: true, mode: 0o700 });
@@ -86,13 +143,13 @@ export class LocalSandboxProvider implements SandboxProvider {
       if (isolation.dropsPrivileges) await chown(dir, SANDBOX_UID, SANDBOX_UID);
     }
     await chmod(dirs.tmp, 0o1777);
-    const python = 'error' in host.python ? null : host.python;
+    await writeFile(path.join(root, OWNER_FILE), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }));
     const sandbox = new LocalSandbox({
       id,
       dirs,
       isolation,
-      pythonExecutable: python?.executable ?? null,
-      pythonProblem: 'error' in host.python ? host.python.error : null,
+      pythonExecutable: interpreter.python?.executable ?? null,
+      pythonProblem: interpreter.pythonProblem,
       onKilled: (s) => this.live.delete(s),
     });
     this.live.add(sandbox);

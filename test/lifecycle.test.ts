@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { isAlive, listDescendants } from '../src/util/process-tree.js';
+import { cliPath, makeSystemTempDir, makeTempDir, removeDir, startServer, waitFor } from './helpers/server.js';
+
+/** Starts work that leaves processes behind in the sandbox: a background sleeper that even escaped its session. */
+const SPAWN_STRAGGLERS = "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\nsubprocess.Popen(['sleep', '301'])\n'started'";
+
+async function descendantsWithSleepers(rootPid: number): Promise<number[]> {
+  let pids: number[] = [];
+  await waitFor(
+    async () => {
+      pids = await listDescendants(rootPid);
+      return pids.length >= 4; // at least bwrap/python plus the two sleepers
+    },
+    10_000,
+    'sandbox processes to appear',
+  );
+  return pids;
+}
+
+describe('nothing is left running', () => {
+  it('when the client closes the connection', async () => {
+    const server = await startServer();
+    await server.callOk('execute_python', { code: SPAWN_STRAGGLERS });
+    const pids = await descendantsWithSleepers(server.pid);
+    const sandboxRoot = server.sandboxRoot;
+    assert.equal(readdirSync(sandboxRoot).length, 1);
+
+    await server.client.close();
+    await waitFor(() => !isAlive(server.pid), 10_000, 'the server to exit');
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), 10_000, `sandbox processes ${pids.join(',')} to end`);
+    assert.deepEqual(readdirSync(sandboxRoot), [], 'sandbox directories are removed');
+    removeDir(sandboxRoot);
+    removeDir(server.home);
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`when the server receives ${signal}`, async () => {
+      const server = await startServer();
+      await server.callOk('execute_python', { code: SPAWN_STRAGGLERS });
+      const pids = await descendantsWithSleepers(server.pid);
+      process.kill(server.pid, signal);
+      await waitFor(() => !isAlive(server.pid), 10_000, 'the server to exit');
+      await waitFor(() => pids.every((pid) => !isAlive(pid)), 10_000, 'sandbox processes to end');
+      assert.deepEqual(readdirSync(server.sandboxRoot), []);
+      await server.close().catch(() => undefined);
+    });
+  }
+
+  it('when the server is killed outright (SIGKILL): the sandbox dies with its parent, the next server removes its files', async () => {
+    const server = await startServer();
+    await server.callOk('execute_python', { code: SPAWN_STRAGGLERS });
+    const pids = await descendantsWithSleepers(server.pid);
+    const [orphanDir] = readdirSync(server.sandboxRoot);
+    process.kill(server.pid, 'SIGKILL');
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), 10_000, 'sandbox processes to end');
+    assert.ok(orphanDir && existsSync(`${server.sandboxRoot}/${orphanDir}`), 'nobody was left to delete the files');
+
+    const next = await startServer({ env: { OPENCODE_ENV_SANDBOX_DIR: server.sandboxRoot } });
+    await next.callOk('execute_python', { code: '1' });
+    assert.ok(!existsSync(`${server.sandboxRoot}/${orphanDir}`), 'the orphaned sandbox directory was removed');
+    await next.close();
+    await server.close().catch(() => undefined);
+  });
+
+  it('when the client just closes stdin, without an MCP close', async () => {
+    const sandboxRoot = makeSystemTempDir('sandboxes');
+    const home = makeTempDir('home');
+    const child = spawn(process.execPath, [cliPath], {
+      env: { PATH: process.env.PATH, HOME: home, OPENCODE_ENV_SANDBOX_DIR: sandboxRoot },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stdin.end();
+    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000))]);
+    assert.equal(code, 0);
+    removeDir(sandboxRoot);
+    removeDir(home);
+  });
+});
+
+describe('stdout carries only MCP messages', () => {
+  it('every line the server writes is a JSON-RPC message, even while sandbox code prints', async () => {
+    const sandboxRoot = makeSystemTempDir('sandboxes');
+    const home = makeTempDir('home');
+    const child = spawn(process.execPath, [cliPath], {
+      env: { PATH: process.env.PATH, HOME: home, OPENCODE_ENV_SANDBOX_DIR: sandboxRoot, OPENCODE_ENV_LOG_LEVEL: 'debug' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const send = (message: object) => child.stdin.write(`${JSON.stringify(message)}\n`);
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '0' } } });
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'execute_python', arguments: { code: "import os\nprint('to stdout')\nos.system('echo shell-out; echo shell-err >&2')" } },
+    });
+    await waitFor(() => stdout.includes('"id":2'), 30_000, 'the tool call to answer');
+    child.stdin.end();
+    await new Promise((resolve) => child.once('exit', resolve));
+
+    const lines = stdout.split('\n').filter(Boolean);
+    assert.equal(lines.length, 2);
+    for (const line of lines) assert.equal(JSON.parse(line).jsonrpc, '2.0');
+    assert.match(stderr, /shutting down/, 'logs went to stderr');
+    assert.ok(!existsSync(sandboxRoot) || readdirSync(sandboxRoot).length === 0);
+    removeDir(sandboxRoot);
+    removeDir(home);
+  });
+});
