@@ -71,7 +71,7 @@ describe('nothing is left running', () => {
     const home = makeTempDir('home');
     const child = spawn(process.execPath, [cliPath], {
       env: { PATH: process.env.PATH, HOME: home, OPENCODE_ENV_SANDBOX_DIR: sandboxRoot },
-      stdio: ['pipe', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.stdin.end();
