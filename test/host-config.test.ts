@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { makeSystemTempDir, makeTempDir, removeDir, repoRoot } from './helpers/server.js';
+import { makeHomeDir, makeSystemTempDir, removeDir, repoRoot } from './helpers/server.js';
 
 interface HostEntry {
   command: string;
@@ -18,7 +18,7 @@ describe('mcp.json', () => {
     const entry = config.mcpServers['opencode-env'];
     assert.ok(entry, 'mcp.json has an opencode-env entry');
     const sandboxRoot = makeSystemTempDir('sandboxes');
-    const home = makeTempDir('home');
+    const home = makeHomeDir();
     const transport = new StdioClientTransport({
       command: entry.command,
       args: entry.args,

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { isAlive, listDescendants } from '../src/util/process-tree.js';
-import { cliPath, makeSystemTempDir, makeTempDir, removeDir, startServer, waitFor } from './helpers/server.js';
+import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, startServer, waitFor } from './helpers/server.js';
 
 /** Starts work that leaves processes behind in the sandbox: a background sleeper that even escaped its session. */
 const SPAWN_STRAGGLERS = "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\nsubprocess.Popen(['sleep', '301'])\n'started'";
@@ -68,7 +68,7 @@ describe('nothing is left running', () => {
 
   it('when the client just closes stdin, without an MCP close', async () => {
     const sandboxRoot = makeSystemTempDir('sandboxes');
-    const home = makeTempDir('home');
+    const home = makeHomeDir();
     const child = spawn(process.execPath, [cliPath], {
       env: { PATH: process.env.PATH, HOME: home, OPENCODE_ENV_SANDBOX_DIR: sandboxRoot },
       stdio: ['pipe', 'pipe', 'ignore'],
@@ -85,7 +85,7 @@ describe('nothing is left running', () => {
 describe('stdout carries only MCP messages', () => {
   it('every line the server writes is a JSON-RPC message, even while sandbox code prints', async () => {
     const sandboxRoot = makeSystemTempDir('sandboxes');
-    const home = makeTempDir('home');
+    const home = makeHomeDir();
     const child = spawn(process.execPath, [cliPath], {
       env: { PATH: process.env.PATH, HOME: home, OPENCODE_ENV_SANDBOX_DIR: sandboxRoot, OPENCODE_ENV_LOG_LEVEL: 'debug' },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -17,6 +17,16 @@ export function makeTempDir(prefix: string): string {
   return mkdtempSync(path.join(testTmpRoot, `${prefix}-`));
 }
 
+/**
+ * A stand-in for the user's home directory: under the real home, never under /tmp (sandboxes get their
+ * own /tmp, which would hide it for the wrong reason) wherever the checkout lives.
+ */
+export function makeHomeDir(): string {
+  const base = path.join(os.homedir(), '.cache', 'opencode-env-tests');
+  mkdirSync(base, { recursive: true });
+  return mkdtempSync(path.join(base, 'home-'));
+}
+
 /** A scratch directory in the system temp dir, outside any git checkout. */
 export function makeSystemTempDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `opencode-env-test-${prefix}-`));
@@ -48,7 +58,7 @@ export interface StartOptions {
 /** Spawns the built server over real stdio and connects the SDK's own client to it. */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const sandboxRoot = makeSystemTempDir('sandboxes');
-  const home = makeTempDir('home');
+  const home = makeHomeDir();
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [cliPath],
