@@ -137,3 +137,35 @@ for (const isolation of ['auto', 'none'] as const) {
     });
   });
 }
+
+describe('local sandbox resource limits', () => {
+  let rootDir: string;
+  let provider: LocalSandboxProvider;
+  let sandbox: Sandbox;
+
+  before(async () => {
+    rootDir = makeSystemTempDir('sandbox-limits');
+    const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, OPENCODE_ENV_LIMIT_FILE_MB: '1', OPENCODE_ENV_LIMIT_CPU_S: '1' });
+    provider = new LocalSandboxProvider({ sandbox: config.sandbox, pythonExecutable: 'python3', resourcesDir, logger: createLogger('silent') });
+    sandbox = await provider.create();
+  });
+  after(async () => {
+    await provider.killAll();
+    removeDir(rootDir);
+  });
+
+  it('stops a process that writes a file over the size limit', async () => {
+    const result = await sandbox.run(bash('head -c 3000000 /dev/zero > big.bin'), { timeoutMs: 10_000 });
+    assert.notEqual(result.exitCode, 0);
+    const size = (await sandbox.listFiles(sandbox.workdir)).find((e) => e.path === 'big.bin')?.size;
+    assert.equal(size, 1024 * 1024);
+  });
+
+  it('stops a process that uses more CPU time than allowed', async () => {
+    const started = Date.now();
+    const result = await sandbox.run(['python3', '-c', 'while True: pass'], { timeoutMs: 20_000 });
+    assert.equal(result.timedOut, false, 'the CPU limit, not our deadline, ended it');
+    assert.ok(result.exitCode > 128, `killed by a signal (exit ${result.exitCode})`);
+    assert.ok(Date.now() - started < 10_000);
+  });
+});
