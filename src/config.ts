@@ -17,6 +17,10 @@ const envSchema = z.object({
   OPENCODE_ENV_LIMIT_CPU_S: z.coerce.number().int().positive().default(3600),
   OPENCODE_ENV_LIMIT_PROCESSES: z.coerce.number().int().positive().default(4096),
   OPENCODE_ENV_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  OPENCODE_ENV_DATA_DIR: z.string().min(1).optional(),
+  MAX_CONCURRENT_ENVS: z.coerce.number().int().positive().max(256).default(4),
+  OPENCODE_ENV_UPSTREAM_MAX_FAILURES: z.coerce.number().int().positive().default(3),
+  XDG_DATA_HOME: z.string().optional(),
 });
 
 export interface Config {
@@ -29,6 +33,14 @@ export interface Config {
     limits: { fileSizeBytes: number; cpuSeconds: number; processes: number };
   };
   python: { executable: string };
+  rollouts: {
+    /** How many rollouts may run at once; more wait their turn. */
+    maxConcurrent: number;
+    /** Upstream failures in a row after which a rollout's proxy gives up. */
+    upstreamMaxFailures: number;
+  };
+  /** Where traces are stored. */
+  dataDir: string;
   logLevel: z.infer<typeof envSchema>['OPENCODE_ENV_LOG_LEVEL'];
 }
 
@@ -55,6 +67,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       },
     },
     python: { executable: e.OPENCODE_ENV_PYTHON },
+    rollouts: { maxConcurrent: e.MAX_CONCURRENT_ENVS, upstreamMaxFailures: e.OPENCODE_ENV_UPSTREAM_MAX_FAILURES },
+    dataDir: path.resolve(e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env')),
     logLevel: e.OPENCODE_ENV_LOG_LEVEL,
   };
 }

@@ -24,6 +24,10 @@ export interface EpisodeState {
   episode_id: string;
   step_count: number;
   last_exit_code: number;
+  rollouts_completed: number;
+  last_reward: number | null;
+  last_task_id: string | null;
+  last_sandbox_id: string | null;
   seed: number | null;
   sandbox_backend: string;
   isolation: string | null;
@@ -56,6 +60,7 @@ export class Episode {
   /** Set when an interpreter died, so the next call can say that it runs in a fresh one. */
   private interpreterLost: string | null = null;
   private isolation: string | null = null;
+  private rollouts = { completed: 0, lastReward: null as number | null, lastTaskId: null as string | null, lastSandboxId: null as string | null };
   private readonly queue = new SerialQueue();
   /** Bumped by every reset, so work started before it can tell that its episode is over. */
   private generation = 0;
@@ -68,6 +73,10 @@ export class Episode {
       episode_id: this.episodeId,
       step_count: this.stepCount,
       last_exit_code: this.lastExitCode,
+      rollouts_completed: this.rollouts.completed,
+      last_reward: this.rollouts.lastReward,
+      last_task_id: this.rollouts.lastTaskId,
+      last_sandbox_id: this.rollouts.lastSandboxId,
       seed: this.seed,
       sandbox_backend: this.deps.provider.backend,
       isolation: this.isolation,
@@ -152,6 +161,11 @@ export class Episode {
     return interpreter;
   }
 
+  /** Counts a finished rollout (it ran in a sandbox of its own, not the episode's). */
+  recordRollout(result: { reward: number | null; task_id: string; sandbox_id: string }): void {
+    this.rollouts = { completed: this.rollouts.completed + 1, lastReward: result.reward, lastTaskId: result.task_id, lastSandboxId: result.sandbox_id || null };
+  }
+
   /** Starts a new episode: the old sandbox (and everything running in it) is killed first. */
   async reset(options: ResetOptions = {}): Promise<EpisodeState> {
     await this.disposeResources();
@@ -160,6 +174,7 @@ export class Episode {
     this.stepCount = 0;
     this.lastExitCode = 0;
     this.interpreterLost = null;
+    this.rollouts = { completed: 0, lastReward: null, lastTaskId: null, lastSandboxId: null };
     return this.state();
   }
 

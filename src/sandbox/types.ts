@@ -4,6 +4,7 @@
  */
 
 export type SandboxBackendName = 'local' | 'e2b';
+export type SandboxTool = 'opencode' | 'node';
 
 export interface RunOptions {
   /** Working directory inside the sandbox; defaults to the sandbox's workdir. */
@@ -18,6 +19,9 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Per-stream capture limit; the middle of longer output is dropped with a marker. Default 1 MiB. */
   maxOutputBytes?: number;
+  /** Sees every stdout chunk as it arrives (in addition to the capture). */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
 }
 
 export interface CommandResult {
@@ -89,6 +93,14 @@ export interface Sandbox {
   resourcePath(relativePath: string): Promise<string>;
   /** Absolute path of the Python interpreter to use inside this sandbox. */
   pythonExecutable(): Promise<string>;
+  /** Absolute path inside the sandbox of a program the project ships or runs on (`opencode`, `node`). */
+  toolExecutable(tool: SandboxTool): Promise<string>;
+
+  /**
+   * A directory shared with the host, where the host can serve unix sockets into the sandbox (the
+   * local backend's way to reach the recording proxy without a network). Null for remote sandboxes.
+   */
+  readonly hostChannel: { hostDir: string; sandboxDir: string } | null;
 
   /** Kills every process of the sandbox and deletes its files. Safe to call more than once. */
   kill(): Promise<void>;

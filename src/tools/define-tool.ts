@@ -3,11 +3,13 @@ import type { CallToolResult, ServerNotification, ServerRequest, ToolAnnotations
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { z } from 'zod';
 import type { Episode } from '../core/episode.js';
+import type { RolloutRunner } from '../core/rollout/run.js';
 import type { Logger } from '../log.js';
 
 /** What a tool handler may use: the connection's episode and the call's cancellation and progress hooks. */
 export interface ToolContext {
   episode: Episode;
+  rollouts: RolloutRunner;
   logger: Logger;
   /** Aborted when the client cancels the call or disconnects. */
   signal: AbortSignal;
@@ -36,6 +38,7 @@ export function defineTool<Input extends z.ZodObject, Output extends z.ZodObject
 
 export interface ToolServices {
   episode: Episode;
+  rollouts: RolloutRunner;
   logger: Logger;
 }
 
@@ -78,6 +81,7 @@ export function registerTool<Input extends z.ZodObject, Output extends z.ZodObje
       try {
         const output = await tool.handler(args, {
           episode: services.episode,
+          rollouts: services.rollouts,
           logger: log,
           signal: extra.signal,
           reportProgress: progressReporter(extra),

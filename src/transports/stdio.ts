@@ -8,7 +8,7 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** Serves one MCP client over stdin/stdout until it goes away. */
 export async function serveStdio(runtime: Runtime): Promise<void> {
-  const { logger, lifecycle, provider } = runtime;
+  const { logger, lifecycle, provider, rollouts, traces } = runtime;
   // stdout carries only protocol messages: anything printed by accident goes to stderr instead.
   console.log = console.error;
   console.info = console.error;
@@ -16,7 +16,7 @@ export async function serveStdio(runtime: Runtime): Promise<void> {
   console.debug = console.error;
 
   const episode = new Episode({ provider, logger });
-  const server = createMcpServer({ episode, logger });
+  const server = createMcpServer({ episode, logger, rollouts, traces });
   const transport = new StdioServerTransport(process.stdin, process.stdout, { maxBufferSize: MAX_MESSAGE_BYTES });
   lifecycle.onShutdown('episode', () => episode.close());
   lifecycle.onShutdown('mcp server', () => server.close());

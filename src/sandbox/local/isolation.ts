@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SandboxNetwork } from '../../config.js';
+import type { SandboxTool } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
 
 /** The unprivileged account sandbox processes run as when the server itself runs as root. */
@@ -18,6 +19,8 @@ export interface SandboxDirs {
   root: string;
   home: string;
   tmp: string;
+  /** Where the host serves unix sockets into the sandbox (read-only inside). */
+  channel: string;
 }
 
 export interface IsolationPolicy {
@@ -29,6 +32,8 @@ export interface IsolationPolicy {
   runtimePaths: string[];
   /** Host directories sandboxes must not see (the server's home, the sandbox root with other sandboxes). */
   hiddenPaths: string[];
+  /** Host binaries made available inside sandboxes. */
+  tools: Partial<Record<SandboxTool, string>>;
 }
 
 /** How processes of a local sandbox are confined, and where its paths live on the host. */
@@ -39,6 +44,9 @@ export interface Isolation {
   homeDir(dirs: SandboxDirs): string;
   tmpDir(dirs: SandboxDirs): string;
   resourcesDir(): string;
+  channelDir(dirs: SandboxDirs): string;
+  /** Path inside the sandbox of a host tool binary, or null when none was configured. */
+  toolPath(tool: SandboxTool): string | null;
   /** Full host argv that runs `argv` inside the sandbox. */
   wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[];
   /** Host path for an absolute sandbox path in the sandbox's writable area, or null when it is outside. */
@@ -76,7 +84,10 @@ function privilegeDropArgs(host: HostCapabilities, extra: string[] = []): string
 }
 
 const SANDBOX_HOME = '/home/user';
-const SANDBOX_RESOURCES = '/run/opencode-env/resources';
+const SANDBOX_RUN = '/run/opencode-env';
+const SANDBOX_RESOURCES = `${SANDBOX_RUN}/resources`;
+const SANDBOX_CHANNEL = `${SANDBOX_RUN}/channel`;
+const SANDBOX_BIN = `${SANDBOX_RUN}/bin`;
 
 /** bubblewrap: read-only host, private writable home and /tmp, own pid/ipc/uts (and by default net) namespaces. */
 export class BubblewrapIsolation implements Isolation {
@@ -102,6 +113,14 @@ export class BubblewrapIsolation implements Isolation {
 
   resourcesDir(): string {
     return SANDBOX_RESOURCES;
+  }
+
+  channelDir(): string {
+    return SANDBOX_CHANNEL;
+  }
+
+  toolPath(tool: SandboxTool): string | null {
+    return this.policy.tools[tool] ? `${SANDBOX_BIN}/${tool}` : null;
   }
 
   wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[] {
@@ -137,8 +156,15 @@ export class BubblewrapIsolation implements Isolation {
     args.push(
       '--bind', dirs.home, SANDBOX_HOME,
       '--bind', dirs.tmp, '/tmp',
-      '--perms', '0755', '--dir', path.dirname(SANDBOX_RESOURCES),
+      '--perms', '0755', '--dir', SANDBOX_RUN,
       '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
+      '--ro-bind', dirs.channel, SANDBOX_CHANNEL,
+    );
+    if (Object.keys(this.policy.tools).length > 0) args.push('--perms', '0755', '--dir', SANDBOX_BIN);
+    for (const [tool, hostBinary] of Object.entries(this.policy.tools)) {
+      args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${tool}`);
+    }
+    args.push(
       '--chdir', cwd,
       '--',
       ...(this.dropsPrivileges ? privilegeDropArgs(this.host) : []),
@@ -179,6 +205,14 @@ export class PlainProcessIsolation implements Isolation {
 
   resourcesDir(): string {
     return this.policy.resourcesDir;
+  }
+
+  channelDir(dirs: SandboxDirs): string {
+    return dirs.channel;
+  }
+
+  toolPath(tool: SandboxTool): string | null {
+    return this.policy.tools[tool] ?? null;
   }
 
   wrap(argv: string[]): string[] {

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CappedOutput } from '../../util/capped-output.js';
 import { findProcessesByEnvMarker } from '../../util/process-tree.js';
-import type { CommandResult, FileEntry, RunOptions, Sandbox, SandboxProcess, StartOptions } from '../types.js';
+import type { CommandResult, FileEntry, RunOptions, Sandbox, SandboxProcess, SandboxTool, StartOptions } from '../types.js';
 import { SANDBOX_UID, type Isolation, type SandboxDirs } from './isolation.js';
 import { LocalProcess } from './local-process.js';
 import { listTreeNoFollow, readFileNoFollow, SandboxPathError, writeFileNoFollow } from './safe-fs.js';
@@ -30,6 +30,7 @@ export class LocalSandbox implements Sandbox {
   readonly isolation: string;
   readonly homeDir: string;
   readonly workdir: string;
+  readonly hostChannel: { hostDir: string; sandboxDir: string };
   private readonly processes = new Set<LocalProcess>();
   private killPromise: Promise<void> | null = null;
   private processCounter = 0;
@@ -39,6 +40,7 @@ export class LocalSandbox implements Sandbox {
     this.isolation = deps.isolation.name;
     this.homeDir = deps.isolation.homeDir(deps.dirs);
     this.workdir = path.posix.join(this.homeDir, 'workdir');
+    this.hostChannel = { hostDir: deps.dirs.channel, sandboxDir: deps.isolation.channelDir(deps.dirs) };
   }
 
   get killed(): boolean {
@@ -98,8 +100,14 @@ export class LocalSandbox implements Sandbox {
     const child = this.launch(argv, {
       ...(options.cwd ? { cwd: options.cwd } : {}),
       ...(options.env ? { env: options.env } : {}),
-      onStdout: (chunk) => stdout.push(chunk),
-      onStderr: (chunk) => stderr.push(chunk),
+      onStdout: (chunk) => {
+        stdout.push(chunk);
+        options.onStdout?.(chunk);
+      },
+      onStderr: (chunk) => {
+        stderr.push(chunk);
+        options.onStderr?.(chunk);
+      },
     });
     if (options.stdin !== undefined) child.write(options.stdin);
     child.endInput();
@@ -117,6 +125,8 @@ export class LocalSandbox implements Sandbox {
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const exit = await child.exited;
+      // A command's process tree ends with it: background children it left behind are killed too.
+      await child.kill();
       return {
         exitCode: exit.exitCode,
         signal: exit.signal,
@@ -162,6 +172,12 @@ export class LocalSandbox implements Sandbox {
 
   async resourcePath(relativePath: string): Promise<string> {
     return path.posix.join(this.deps.isolation.resourcesDir(), relativePath);
+  }
+
+  async toolExecutable(tool: SandboxTool): Promise<string> {
+    const found = this.deps.isolation.toolPath(tool);
+    if (!found) throw new Error(`${tool} is not available in local sandboxes (no binary was configured)`);
+    return found;
   }
 
   async pythonExecutable(): Promise<string> {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../log.js';
 import { isAlive } from '../../util/process-tree.js';
-import type { Sandbox, SandboxCreateOptions, SandboxProvider } from '../types.js';
+import type { Sandbox, SandboxCreateOptions, SandboxProvider, SandboxTool } from '../types.js';
 import { probeHost, type HostCapabilities } from './host-probe.js';
 import { BubblewrapIsolation, canDropPrivileges, PlainProcessIsolation, SANDBOX_UID, type Isolation } from './isolation.js';
 import { LocalSandbox, newSandboxId } from './local-sandbox.js';
@@ -19,6 +19,8 @@ export interface LocalProviderOptions {
   resourcesDir: string;
   /** More host directories to hide from sandboxes (e.g. the trace store). */
   hiddenPaths?: string[];
+  /** Host binaries to make available inside sandboxes (opencode, node). */
+  tools?: Partial<Record<SandboxTool, string>>;
   logger: Logger;
 }
 
@@ -69,6 +71,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       resourcesDir: this.options.resourcesDir,
       runtimePaths: python?.prefixes ?? [],
       hiddenPaths: [sandbox.rootDir, ...(this.options.hiddenPaths ?? [])],
+      tools: this.options.tools ?? {},
     };
     if (!host.prlimit) logger.warn('prlimit not found: sandbox processes run without resource limits');
     if (process.getuid?.() === 0 && !host.setpriv) logger.warn('running as root without setpriv: sandbox processes keep root privileges');
@@ -134,7 +137,7 @@ export class LocalSandboxProvider implements SandboxProvider {
   ): Promise<LocalSandbox> {
     const id = newSandboxId(label);
     const root = path.join(this.options.sandbox.rootDir, `${SANDBOX_DIR_PREFIX}${id}`);
-    const dirs = { root, home: path.join(root, 'home'), tmp: path.join(root, 'tmp') };
+    const dirs = { root, home: path.join(root, 'home'), tmp: path.join(root, 'tmp'), channel: path.join(root, 'channel') };
     // Plain processes under another uid must traverse the root to reach their home; nobody may list it.
     await mkdir(root, { recursive: true, mode: 0o700 });
     if (isolation.dropsPrivileges && isolation.name === 'none') await chmod(root, 0o711);
@@ -143,6 +146,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       if (isolation.dropsPrivileges) await chown(dir, SANDBOX_UID, SANDBOX_UID);
     }
     await chmod(dirs.tmp, 0o1777);
+    await mkdir(dirs.channel, { mode: 0o755 });
     await writeFile(path.join(root, OWNER_FILE), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }));
     const sandbox = new LocalSandbox({
       id,

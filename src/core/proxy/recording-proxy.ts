@@ -1,0 +1,441 @@
+import { chmod, rm } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { eventData, SseSplitter } from './sse.js';
+import { TurnAssembler } from './turn-assembler.js';
+import type { ProxyTurn, UpstreamError } from './types.js';
+
+/**
+ * The transparent recording proxy between the agent and its OpenAI-compatible endpoint. It streams
+ * every response through as it arrives, and on the side records each LLM call: the request, the
+ * reassembled answer, timing, and, by asking the upstream for logprobs and token ids that the agent
+ * never requested, the token-level data a trainer needs (removed again from what the agent sees).
+ *
+ * It knows nothing of sandboxes or MCP, so it also runs on its own (`opencode-env proxy`) where the
+ * agent's sandbox cannot reach this server.
+ */
+
+export interface RecordingProxyOptions {
+  /** Base URL of the real endpoint, e.g. `http://gpu-box:8000/v1`. */
+  upstreamBaseUrl: string;
+  /** Sent upstream as a bearer token in place of whatever the agent sent. Never recorded. */
+  apiKey?: string;
+  /** false: relay bytes only (black-box mode): no injection, no turns. */
+  record: boolean;
+  /** top_logprobs to request; 0 asks for chosen-token logprobs only. */
+  topLogprobs: number;
+  /** Ask for token ids (vLLM's `return_token_ids`). */
+  requestTokenIds: boolean;
+  /** Inject `chat_template_kwargs.enable_thinking = false`. */
+  disableThinking: boolean;
+  /** Upper bound for `max_tokens` / `max_completion_tokens`. */
+  maxTokensCap: number | null;
+  /** After this many upstream failures in a row (no answer, or 5xx), answer the agent with a non-retryable error. */
+  maxConsecutiveFailures: number;
+  listen: { port: number; host?: string } | { socketPath: string };
+  onTurn?: (turn: ProxyTurn) => void;
+}
+
+export interface RecordingProxy {
+  /** `http://host:port` for TCP listeners; the socket path for unix sockets. */
+  address: string;
+  readonly turns: ProxyTurn[];
+  /** Set once the proxy stopped contacting a failing upstream. */
+  readonly gaveUp: string | null;
+  /** Upstream answers so far: successes (status < 400) and failures (no answer or 5xx), recorded or relayed. */
+  readonly stats: { requests: number; successes: number; failures: number };
+  /** Recent proxy log lines, newest last. */
+  logTail(): string;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length', 'accept-encoding', 'authorization']);
+const ERROR_BODY_LIMIT = 4096;
+const LOG_LINES = 200;
+
+/** Fields the proxy can add, most optional first: on a 400 the proxy retries without the first still present. */
+type Injection = 'return_token_ids' | 'logprobs';
+
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function turnKind(body: Record<string, unknown>): ProxyTurn['kind'] {
+  if (Array.isArray(body.tools) && body.tools.length > 0) return 'agent';
+  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: string; content?: unknown }>) : [];
+  const system = messages.find((m) => m.role === 'system');
+  return typeof system?.content === 'string' && system.content.startsWith('You are a title generator') ? 'title' : 'auxiliary';
+}
+
+function secondsSince(start: number): number {
+  return Math.round((performance.now() - start) * 1000) / 1e6;
+}
+
+export async function startRecordingProxy(options: RecordingProxyOptions): Promise<RecordingProxy> {
+  const upstream = new URL(options.upstreamBaseUrl.replace(/\/+$/, ''));
+  const client = upstream.protocol === 'https:' ? https : http;
+  const agent = new client.Agent({ keepAlive: true, maxSockets: 64 });
+  const turns: ProxyTurn[] = [];
+  const log: string[] = [];
+  let consecutiveFailures = 0;
+  const stats = { requests: 0, successes: 0, failures: 0 };
+  let gaveUp: string | null = null;
+  let turnCounter = 0;
+  /** Injections the upstream rejected once; not tried again. */
+  const refused = new Set<Injection>();
+
+  const note = (line: string) => {
+    log.push(`${new Date().toISOString()} ${line}`);
+    if (log.length > LOG_LINES) log.shift();
+  };
+
+  /** The agent's base URL ends in /v1 like the upstream's: `/v1/x` maps to `<upstream base>/x`. */
+  function upstreamUrl(path: string): URL {
+    const [pathname = '/', query] = path.split('?', 2);
+    const rest = pathname === '/v1' || pathname.startsWith('/v1/') ? pathname.slice(3) : pathname;
+    const target = new URL(upstream.href);
+    target.pathname = `${upstream.pathname.replace(/\/+$/, '')}${rest}`;
+    target.search = query ? `?${query}` : '';
+    return target;
+  }
+
+  function forward(req: http.IncomingMessage, body: Buffer, signal: AbortSignal): Promise<http.IncomingMessage> {
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
+    headers['accept-encoding'] = 'identity'; // recorded bodies must be plain text
+    if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+    if (body.length > 0 || req.method === 'POST') headers['content-length'] = body.length;
+    const target = upstreamUrl(req.url ?? '/');
+    return new Promise((resolve, reject) => {
+      const upstreamReq = client.request(target, { method: req.method, headers, agent, signal }, resolve);
+      upstreamReq.on('error', reject);
+      upstreamReq.end(body);
+    });
+  }
+
+  function respondError(res: http.ServerResponse, status: number, message: string, type: string): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const text = JSON.stringify({ error: { message, type, code: status } });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  /** Counts a failed upstream attempt; returns true when the proxy should give up on the upstream. */
+  function countFailure(description: string): boolean {
+    consecutiveFailures += 1;
+    stats.failures += 1;
+    note(`upstream failure ${consecutiveFailures}/${options.maxConsecutiveFailures}: ${description}`);
+    if (consecutiveFailures >= options.maxConsecutiveFailures && gaveUp === null) {
+      gaveUp = `the LLM endpoint failed ${consecutiveFailures} times in a row (last: ${description})`;
+      note(`giving up: ${gaveUp}`);
+    }
+    return gaveUp !== null;
+  }
+
+  function giveUpResponse(res: http.ServerResponse): void {
+    respondError(res, 400, `opencode-env proxy: ${gaveUp}; not retrying`, 'upstream_unavailable');
+  }
+
+  async function relay(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, signal: AbortSignal): Promise<void> {
+    let upstreamRes: http.IncomingMessage;
+    try {
+      upstreamRes = await forward(req, body, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      const message = (error as Error).message;
+      if (countFailure(`no answer: ${message}`)) return giveUpResponse(res);
+      return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
+    }
+    const status = upstreamRes.statusCode ?? 502;
+    if (status >= 500) {
+      if (countFailure(`HTTP ${status}`)) {
+        upstreamRes.resume();
+        return giveUpResponse(res);
+      }
+    } else {
+      consecutiveFailures = 0;
+      if (status < 400) stats.successes += 1;
+    }
+    const headers = { ...upstreamRes.headers };
+    for (const name of ['connection', 'keep-alive', 'transfer-encoding']) delete headers[name];
+    res.writeHead(status, headers);
+    upstreamRes.pipe(res);
+  }
+
+  function injectInto(body: Record<string, any>): { body: Record<string, any>; injected: Injection[]; extras: string[] } {
+    const out: Record<string, any> = { ...body };
+    const injected: Injection[] = [];
+    const extras: string[] = [];
+    if (options.requestTokenIds && out.return_token_ids === undefined && !refused.has('return_token_ids')) {
+      out.return_token_ids = true;
+      injected.push('return_token_ids');
+    }
+    if (out.logprobs === undefined && !refused.has('logprobs')) {
+      out.logprobs = true;
+      if (options.topLogprobs > 0) out.top_logprobs = options.topLogprobs;
+      injected.push('logprobs');
+    }
+    if (options.disableThinking) {
+      out.chat_template_kwargs = { ...(out.chat_template_kwargs ?? {}), enable_thinking: false };
+      extras.push('chat_template_kwargs.enable_thinking');
+    }
+    if (options.maxTokensCap !== null) {
+      for (const field of ['max_tokens', 'max_completion_tokens']) {
+        if (typeof out[field] === 'number' && out[field] > options.maxTokensCap) {
+          out[field] = options.maxTokensCap;
+          extras.push(field);
+        }
+      }
+      if (out.max_tokens === undefined && out.max_completion_tokens === undefined) {
+        out.max_tokens = options.maxTokensCap;
+        extras.push('max_tokens');
+      }
+    }
+    return { body: out, injected, extras };
+  }
+
+  /** Removes from a response what the agent did not ask for. Mutates and returns `payload`. */
+  function strip(payload: any, injected: Injection[]): any {
+    if (injected.length === 0 || !payload || typeof payload !== 'object') return payload;
+    if (injected.includes('return_token_ids')) delete payload.prompt_token_ids;
+    for (const choice of Array.isArray(payload.choices) ? payload.choices : []) {
+      if (injected.includes('return_token_ids')) delete choice.token_ids;
+      if (injected.includes('logprobs')) delete choice.logprobs;
+    }
+    return payload;
+  }
+
+  async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer, original: Record<string, any>, signal: AbortSignal): Promise<void> {
+    const started = performance.now();
+    const turn: ProxyTurn = {
+      turn: ++turnCounter,
+      timestamp: new Date().toISOString(),
+      method: req.method ?? 'POST',
+      path: req.url ?? '',
+      kind: turnKind(original),
+      session_id: (req.headers['x-session-id'] ?? req.headers['x-opencode-session'] ?? null) as string | null,
+      stream: original.stream === true,
+      request: null,
+      injected: [],
+      response: { content: '', reasoning: '', tool_calls: [] },
+      finish_reason: null,
+      usage: null,
+      completion_tokens: [],
+      completion_token_ids: [],
+      per_token_logps: [],
+      top_logprobs: [],
+      prompt_token_ids: null,
+      latency_s: 0,
+      ttfb_s: null,
+      upstream_status: null,
+      upstream_error: null,
+      n_chunks: 0,
+    };
+    const assembler = new TurnAssembler();
+    const finishTurn = () => {
+      const assembled = assembler.finish();
+      Object.assign(turn, {
+        response: { content: assembled.content, reasoning: assembled.reasoning, tool_calls: assembled.tool_calls },
+        finish_reason: assembled.finish_reason,
+        usage: assembled.usage,
+        completion_tokens: assembled.completion_tokens,
+        completion_token_ids: assembled.completion_token_ids,
+        per_token_logps: assembled.per_token_logps,
+        top_logprobs: assembled.top_logprobs,
+        prompt_token_ids: assembled.prompt_token_ids,
+        n_chunks: assembled.n_chunks,
+        latency_s: secondsSince(started),
+      });
+      turns.push(turn);
+      note(
+        `turn ${turn.turn} ${turn.kind} ${turn.upstream_status ?? '-'} ${turn.latency_s.toFixed(3)}s finish=${turn.finish_reason ?? '-'} tokens=${turn.completion_token_ids.length || turn.completion_tokens.length}` +
+          (turn.upstream_error ? ` error=${turn.upstream_error.type}: ${turn.upstream_error.message}` : ''),
+      );
+      options.onTurn?.(turn);
+    };
+
+    // Send upstream, dropping injections the upstream refuses (e.g. return_token_ids on a non-vLLM server).
+    let upstreamRes: http.IncomingMessage | null = null;
+    let injected: Injection[] = [];
+    for (;;) {
+      const prepared = injectInto(original);
+      injected = prepared.injected;
+      turn.injected = [...prepared.injected, ...prepared.extras];
+      turn.request = prepared.body;
+      try {
+        upstreamRes = await forward(req, Buffer.from(JSON.stringify(prepared.body)), signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        const message = (error as Error).message;
+        turn.upstream_error = { type: 'connection', message };
+        finishTurn();
+        if (countFailure(`no answer: ${message}`)) return giveUpResponse(res);
+        return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
+      }
+      if (upstreamRes.statusCode === 400 && injected.length > 0) {
+        const errorBody = await readBody(upstreamRes);
+        const dropped = injected[0]!;
+        refused.add(dropped);
+        note(`upstream refused the request with ${dropped}; retrying without it: ${errorBody.toString('utf8').slice(0, 300)}`);
+        continue;
+      }
+      break;
+    }
+    const status = upstreamRes.statusCode ?? 502;
+    turn.upstream_status = status;
+    turn.ttfb_s = secondsSince(started);
+    const contentType = String(upstreamRes.headers['content-type'] ?? '');
+    const headers = { ...upstreamRes.headers };
+    for (const name of ['connection', 'keep-alive', 'transfer-encoding', 'content-length']) delete headers[name];
+
+    if (status >= 400) {
+      const errorBody = (await readBody(upstreamRes)).toString('utf8');
+      turn.upstream_error = { type: 'http', status, message: `HTTP ${status}`, body: errorBody.slice(0, ERROR_BODY_LIMIT) };
+      finishTurn();
+      if (status >= 500 && countFailure(`HTTP ${status}`)) return giveUpResponse(res);
+      if (status < 500) consecutiveFailures = 0;
+      res.writeHead(status, headers);
+      res.end(errorBody);
+      return;
+    }
+    consecutiveFailures = 0;
+    stats.successes += 1;
+
+    if (!contentType.includes('text/event-stream')) {
+      const text = (await readBody(upstreamRes)).toString('utf8');
+      let out = text;
+      try {
+        const payload = JSON.parse(text);
+        assembler.addResponse(payload);
+        out = injected.length > 0 ? JSON.stringify(strip(payload, injected)) : text;
+      } catch (error) {
+        turn.upstream_error = { type: 'malformed_stream', message: `unparseable JSON response: ${(error as Error).message}`, body: text.slice(0, ERROR_BODY_LIMIT) };
+      }
+      res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(out) });
+      res.end(out);
+      finishTurn();
+      return;
+    }
+
+    res.writeHead(status, headers);
+    const splitter = new SseSplitter();
+    const emit = (events: string[]) => {
+      let out = '';
+      for (const event of events) {
+        const data = eventData(event);
+        if (data === null || data === '[DONE]') {
+          out += `${event}\n\n`;
+          continue;
+        }
+        let payload: unknown;
+        try {
+          payload = JSON.parse(data);
+        } catch (error) {
+          turn.upstream_error ??= { type: 'malformed_stream', message: `unparseable SSE data: ${(error as Error).message}`, body: data.slice(0, ERROR_BODY_LIMIT) };
+          out += `${event}\n\n`;
+          continue;
+        }
+        assembler.addChunk(payload);
+        out += injected.length > 0 ? `data: ${JSON.stringify(strip(payload, injected))}\n\n` : `${event}\n\n`;
+      }
+      if (out) res.write(out);
+    };
+    await new Promise<void>((resolve) => {
+      upstreamRes!.on('data', (chunk: Buffer) => emit(splitter.push(chunk)));
+      upstreamRes!.on('end', () => {
+        emit(splitter.flush());
+        res.end();
+        resolve();
+      });
+      upstreamRes!.on('error', (error) => {
+        turn.upstream_error ??= { type: 'stream', message: `upstream stream failed: ${error.message}` };
+        res.destroy();
+        resolve();
+      });
+      upstreamRes!.on('aborted', () => {
+        turn.upstream_error ??= { type: 'stream', message: 'upstream closed the stream early' };
+      });
+    });
+    finishTurn();
+  }
+
+  const server = http.createServer((req, res) => {
+    // Hooked on the response: the request's own 'close' fires as soon as its body has been read.
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    void (async () => {
+      const raw = await readBody(req);
+      if (gaveUp !== null) return giveUpResponse(res);
+      stats.requests += 1;
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      if (options.record && req.method === 'POST' && path.endsWith('/chat/completions')) {
+        let parsed: unknown = null;
+        try {
+          parsed = JSON.parse(raw.toString('utf8'));
+        } catch {
+          // not JSON: let the upstream answer it
+        }
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+          return handleChat(req, res, raw, parsed as Record<string, any>, abort.signal);
+        }
+      }
+      return relay(req, res, raw, abort.signal);
+    })().catch((error: Error) => {
+      note(`proxy error: ${error.message}`);
+      respondError(res, 502, `opencode-env proxy error: ${error.message}`, 'proxy_error');
+    });
+  });
+  // The agent keeps one connection alive for a whole run; closing it early makes it retry.
+  server.keepAliveTimeout = 75_000;
+  server.headersTimeout = 80_000;
+
+  let address: string;
+  if ('socketPath' in options.listen) {
+    const socketPath = options.listen.socketPath;
+    await rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, resolve);
+    });
+    // The sandbox user (possibly another uid) must be able to connect.
+    await chmod(socketPath, 0o666);
+    address = socketPath;
+  } else {
+    const { port, host = '127.0.0.1' } = options.listen;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, resolve);
+    });
+    address = `http://${host}:${(server.address() as AddressInfo).port}`;
+  }
+  note(`listening on ${address}, upstream ${upstream.origin}${upstream.pathname}, ${options.record ? 'recording' : 'relay only'}`);
+
+  return {
+    address,
+    turns,
+    get gaveUp() {
+      return gaveUp;
+    },
+    stats,
+    logTail: () => log.join('\n'),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        agent.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export type { ProxyTurn, UpstreamError };

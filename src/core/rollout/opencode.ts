@@ -1,0 +1,133 @@
+import path from 'node:path';
+import type { Sandbox } from '../../sandbox/types.js';
+
+/** Provider id under which opencode sees the model (`-m llm/<model>`). Not "opencode…": opencode treats those ids as its own service. */
+const PROVIDER_ID = 'llm';
+/** Replaced by the llm bridge with the loopback port it listens on. */
+export const LLM_PORT_PLACEHOLDER = '__OPENCODE_ENV_LLM_PORT__';
+/** What opencode sends as its API key: the proxy replaces it, so the real key never enters the sandbox. */
+const PLACEHOLDER_API_KEY = 'opencode-env-proxy';
+const CONTEXT_LIMIT = 131_072;
+
+export interface OpencodeRunPlan {
+  argv: string[];
+  env: Record<string, string>;
+  /** Fed on stdin: opencode reads its prompt from there, which avoids argv quoting and length limits. */
+  stdin: string;
+}
+
+/**
+ * Prepares opencode to run headless and offline in `sandbox`: a private config and state under the
+ * sandbox's home, every permission granted, no model-catalogue fetch, no plugin install, and the model
+ * reached only through `baseUrl` (the proxy, or a relay to it).
+ */
+export async function planOpencodeRun(
+  sandbox: Sandbox,
+  options: { instruction: string; model: string; maxTokensCap: number; baseUrl: string; apiKey?: string; disableThinking?: boolean },
+): Promise<OpencodeRunPlan> {
+  const home = sandbox.homeDir;
+  // A lock file naming the plugin package makes opencode skip its background `npm install` (a network call).
+  await sandbox.writeFile(path.posix.join(home, '.config/opencode/node_modules/.keep'), '');
+  await sandbox.writeFile(
+    path.posix.join(home, '.config/opencode/package-lock.json'),
+    JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: { '@opencode-ai/plugin': '*' } } } }),
+  );
+  const config = {
+    autoupdate: false,
+    share: 'disabled',
+    snapshot: false,
+    permission: { '*': 'allow', external_directory: 'allow', doom_loop: 'allow' },
+    provider: {
+      [PROVIDER_ID]: {
+        npm: '@ai-sdk/openai-compatible',
+        name: 'opencode-env',
+        options: { baseURL: options.baseUrl, apiKey: options.apiKey ?? PLACEHOLDER_API_KEY },
+        models: {
+          [options.model]: {
+            name: options.model,
+            tool_call: true,
+            limit: { context: CONTEXT_LIMIT, output: options.maxTokensCap },
+            // opencode copies model options into every request body: the way to turn thinking off without a proxy.
+            ...(options.disableThinking ? { options: { chat_template_kwargs: { enable_thinking: false } } } : {}),
+          },
+        },
+      },
+    },
+    model: `${PROVIDER_ID}/${options.model}`,
+    small_model: `${PROVIDER_ID}/${options.model}`,
+  };
+  const opencode = await sandbox.toolExecutable('opencode');
+  return {
+    argv: [opencode, 'run', '--format', 'json', '-m', `${PROVIDER_ID}/${options.model}`],
+    stdin: options.instruction,
+    env: {
+      OPENCODE_CONFIG_CONTENT: JSON.stringify(config),
+      OPENCODE_DISABLE_MODELS_FETCH: '1',
+      OPENCODE_DISABLE_AUTOUPDATE: '1',
+      OPENCODE_DISABLE_SHARE: '1',
+      OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
+      OPENCODE_DISABLE_CLAUDE_CODE: '1',
+      XDG_CONFIG_HOME: path.posix.join(home, '.config'),
+      XDG_DATA_HOME: path.posix.join(home, '.local/share'),
+      XDG_CACHE_HOME: path.posix.join(home, '.cache'),
+      XDG_STATE_HOME: path.posix.join(home, '.local/state'),
+    },
+  };
+}
+
+const MAX_EVENTS = 2000;
+const MAX_EVENT_CHARS = 64 * 1024;
+
+/** Collects opencode's `--format json` events from its stdout as it arrives; other lines are kept as log. */
+export class OpencodeEventCollector {
+  readonly events: Array<Record<string, unknown>> = [];
+  droppedEvents = 0;
+  private buffer = '';
+  private readonly otherLines: string[] = [];
+
+  push(chunk: Buffer): void {
+    this.buffer += chunk.toString('utf8');
+    let newline: number;
+    while ((newline = this.buffer.indexOf('\n')) >= 0) {
+      this.line(this.buffer.slice(0, newline));
+      this.buffer = this.buffer.slice(newline + 1);
+    }
+  }
+
+  finish(): void {
+    if (this.buffer.trim()) this.line(this.buffer);
+    this.buffer = '';
+  }
+
+  private line(line: string): void {
+    const trimmed = line.trim();
+    if (!trimmed) return;
+    let event: unknown;
+    try {
+      event = JSON.parse(trimmed);
+    } catch {
+      this.otherLines.push(trimmed);
+      return;
+    }
+    if (!event || typeof event !== 'object') return;
+    if (this.events.length >= MAX_EVENTS) {
+      this.droppedEvents += 1;
+      return;
+    }
+    this.events.push(trimmed.length > MAX_EVENT_CHARS ? { type: (event as { type?: unknown }).type, truncated: true, chars: trimmed.length } : (event as Record<string, unknown>));
+  }
+
+  /** Error messages opencode reported (`error` events), for the rollout's log and error text. */
+  errors(): string[] {
+    return this.events
+      .filter((e) => e.type === 'error')
+      .map((e) => {
+        const error = e.error as { name?: string; data?: { message?: string } } | undefined;
+        return `${error?.name ?? 'Error'}: ${error?.data?.message ?? JSON.stringify(error)}`;
+      });
+  }
+
+  nonJsonOutput(): string {
+    return this.otherLines.join('\n');
+  }
+}

@@ -1,0 +1,103 @@
+import path from 'node:path';
+import { bash, type Sandbox } from '../../sandbox/types.js';
+import type { CommandRecord } from './types.js';
+
+const OUTPUT_LIMIT = 64 * 1024;
+
+export async function runShellCommand(
+  sandbox: Sandbox,
+  cmd: string,
+  options: { timeoutS: number; signal?: AbortSignal; env?: Record<string, string> },
+): Promise<CommandRecord> {
+  const result = await sandbox.run(bash(cmd), {
+    timeoutMs: options.timeoutS * 1000,
+    maxOutputBytes: OUTPUT_LIMIT,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.env ? { env: options.env } : {}),
+  });
+  return {
+    cmd,
+    exit_code: result.timedOut || result.aborted ? null : result.exitCode,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    duration_s: Math.round(result.durationMs) / 1000,
+    timed_out: result.timedOut,
+  };
+}
+
+/** Where verifiers write rewards, as in Harbor: `$HOME/logs/verifier/reward.txt` or `reward.json`. */
+export function verifierLogsDir(sandbox: Sandbox): string {
+  return path.posix.join(sandbox.homeDir, 'logs', 'verifier');
+}
+
+/** Empties the verifier's directory, so nothing the agent wrote there can pass for a reward. */
+export async function prepareVerifierDir(sandbox: Sandbox, signal?: AbortSignal): Promise<void> {
+  const dir = verifierLogsDir(sandbox);
+  const result = await sandbox.run(['sh', '-c', 'rm -rf -- "$1" && mkdir -p -- "$1"', 'sh', dir], {
+    timeoutMs: 30_000,
+    ...(signal ? { signal } : {}),
+  });
+  if (result.exitCode !== 0) throw new Error(`could not prepare ${dir}: ${result.stderr.trim()}`);
+}
+
+export interface RewardOutcome {
+  reward: number | null;
+  rewards: Record<string, number>;
+  /** Set when the verifier's output could not be turned into a reward. */
+  problem: string | null;
+  source: 'reward.txt' | 'reward.json' | 'test_script' | 'verify' | 'none';
+}
+
+async function readOptional(sandbox: Sandbox, file: string): Promise<string | null> {
+  try {
+    return (await sandbox.readFile(file)).toString('utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/**
+ * The reward, in order of precedence: a number in reward.txt; reward.json's `reward` (other numeric keys
+ * become `rewards`); the test script's exit status; the share of verify commands that passed; else null.
+ */
+export async function computeReward(
+  sandbox: Sandbox,
+  outcome: { testScript: CommandRecord | null; verify: CommandRecord[] },
+): Promise<RewardOutcome> {
+  const dir = verifierLogsDir(sandbox);
+  const rewardTxt = await readOptional(sandbox, path.posix.join(dir, 'reward.txt'));
+  if (rewardTxt !== null) {
+    const value = Number(rewardTxt.trim());
+    if (rewardTxt.trim() === '' || !Number.isFinite(value)) {
+      return { reward: null, rewards: {}, problem: `reward.txt does not hold a number: ${JSON.stringify(rewardTxt.slice(0, 100))}`, source: 'reward.txt' };
+    }
+    return { reward: value, rewards: {}, problem: null, source: 'reward.txt' };
+  }
+  const rewardJson = await readOptional(sandbox, path.posix.join(dir, 'reward.json'));
+  if (rewardJson !== null) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(rewardJson);
+    } catch (error) {
+      return { reward: null, rewards: {}, problem: `reward.json is not valid JSON: ${(error as Error).message}`, source: 'reward.json' };
+    }
+    if (typeof parsed === 'number' && Number.isFinite(parsed)) return { reward: parsed, rewards: {}, problem: null, source: 'reward.json' };
+    const record = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+    const rewards = Object.fromEntries(
+      Object.entries(record).filter(([key, value]) => key !== 'reward' && typeof value === 'number' && Number.isFinite(value)),
+    ) as Record<string, number>;
+    if (typeof record.reward !== 'number' || !Number.isFinite(record.reward)) {
+      return { reward: null, rewards, problem: 'reward.json has no numeric "reward"', source: 'reward.json' };
+    }
+    return { reward: record.reward, rewards, problem: null, source: 'reward.json' };
+  }
+  if (outcome.testScript) {
+    return { reward: outcome.testScript.exit_code === 0 ? 1 : 0, rewards: {}, problem: null, source: 'test_script' };
+  }
+  if (outcome.verify.length > 0) {
+    const passed = outcome.verify.filter((r) => r.exit_code === 0).length;
+    return { reward: passed / outcome.verify.length, rewards: {}, problem: null, source: 'verify' };
+  }
+  return { reward: null, rewards: {}, problem: null, source: 'none' };
+}
