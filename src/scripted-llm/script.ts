@@ -25,6 +25,10 @@ export const scriptSchema = z.strictObject({
   /** The answer to requests without tools (opencode's session-title request). */
   title: z.string().default('Scripted session'),
   turns: z.array(turnSchema).min(1),
+  /** Answer every request with this HTTP error: an endpoint that is down. */
+  error: z.strictObject({ status: z.number().int().min(400).max(599), message: z.string().optional() }).optional(),
+  /** Answer 400 to requests carrying any of these body fields, as OpenAI does for vLLM-only parameters. */
+  reject_fields: z.array(z.string()).optional(),
 });
 
 export type ScriptedTurn = z.infer<typeof turnSchema>;

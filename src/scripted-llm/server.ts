@@ -83,11 +83,27 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
   let completionCounter = 0;
 
   async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, body: any): Promise<void> {
+    const script = options.script;
+    if (script.error) {
+      sendJson(res, script.error.status, { error: { message: script.error.message ?? `scripted error ${script.error.status}`, type: 'scripted_error', code: script.error.status } });
+      return;
+    }
+    const rejected = (script.reject_fields ?? []).find((field) => field in body);
+    if (rejected) {
+      sendJson(res, 400, { error: { message: `Unrecognized request argument supplied: ${rejected}`, type: 'invalid_request_error', param: rejected } });
+      return;
+    }
     const messages: Array<{ role: string; content?: unknown }> = Array.isArray(body.messages) ? body.messages : [];
     const isTitleRequest = !Array.isArray(body.tools) || body.tools.length === 0;
     const scripted = isTitleRequest ? { text: options.script.title } : turnFor(options.script, messages);
     const turn = fillPlaceholders(scripted, placeholdersFrom(messages));
-    if (turn.delay_ms) await sleep(turn.delay_ms);
+    if (turn.delay_ms) {
+      // Give up waiting when the client goes away, so a closed server leaves no timer behind.
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const waited = await sleep(turn.delay_ms, true, { signal: gone.signal }).catch(() => false);
+      if (!waited) return;
+    }
     if (turn.error) {
       sendJson(res, turn.error.status, { error: { message: turn.error.message ?? `scripted error ${turn.error.status}`, type: 'scripted_error', code: turn.error.status } });
       return;

@@ -45,6 +45,8 @@ export interface RunningServer {
   /** The dir under which the server creates its sandboxes. */
   sandboxRoot: string;
   home: string;
+  /** OPENCODE_ENV_DATA_DIR: traces live in <dataDir>/traces. */
+  dataDir: string;
   call(name: string, args?: Record<string, unknown>, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<CallToolResult>;
   /** Calls a tool that must succeed and returns its structured content. */
   callOk<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
@@ -59,6 +61,7 @@ export interface StartOptions {
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const sandboxRoot = makeSystemTempDir('sandboxes');
   const home = makeHomeDir();
+  const dataDir = makeSystemTempDir('data');
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [cliPath],
@@ -66,6 +69,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: home,
       OPENCODE_ENV_SANDBOX_DIR: sandboxRoot,
+      OPENCODE_ENV_DATA_DIR: dataDir,
       OPENCODE_ENV_LOG_LEVEL: 'info',
       ...options.env,
     },
@@ -93,6 +97,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     pid,
     sandboxRoot,
     home,
+    dataDir,
     stderr: () => stderrText,
     call,
     async callOk(name, args) {
@@ -104,6 +109,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       await client.close();
       removeDir(sandboxRoot);
       removeDir(home);
+      removeDir(dataDir);
     },
   };
 }

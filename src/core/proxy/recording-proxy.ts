@@ -66,6 +66,15 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
   });
 }
 
+function parseJsonObject(raw: Buffer): Record<string, any> | null {
+  try {
+    const parsed: unknown = JSON.parse(raw.toString('utf8'));
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, any>) : null;
+  } catch {
+    return null;
+  }
+}
+
 function turnKind(body: Record<string, unknown>): ProxyTurn['kind'] {
   if (Array.isArray(body.tools) && body.tools.length > 0) return 'agent';
   const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: string; content?: unknown }>) : [];
@@ -141,8 +150,40 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     return gaveUp !== null;
   }
 
-  function giveUpResponse(res: http.ServerResponse): void {
-    respondError(res, 400, `opencode-env proxy: ${gaveUp}; not retrying`, 'upstream_unavailable');
+  /**
+   * Once the upstream is given up on, the agent gets a normal, final answer saying so. An HTTP error would
+   * not do: opencode keeps retrying for over a minute once a retry cycle has started, whatever the status.
+   * The rollout is failed by the caller (see `gaveUp`); the synthetic answer is never recorded as a turn.
+   */
+  function giveUpResponse(res: http.ServerResponse, request: Record<string, any> | null): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const content = `[opencode-env] ${gaveUp}. Stopping this run.`;
+    const id = 'opencode-env-gave-up';
+    const created = Math.floor(Date.now() / 1000);
+    const model = typeof request?.model === 'string' ? request.model : 'unknown';
+    if (request?.stream === true) {
+      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices, ...extra })}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write(chunk([{ index: 0, delta: { role: 'assistant', content }, finish_reason: null }]));
+      res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+      if (request.stream_options?.include_usage) res.write(chunk([], { usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } }));
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+    const text = JSON.stringify({
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   async function relay(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, signal: AbortSignal): Promise<void> {
@@ -152,14 +193,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     } catch (error) {
       if (signal.aborted) return;
       const message = (error as Error).message;
-      if (countFailure(`no answer: ${message}`)) return giveUpResponse(res);
+      if (countFailure(`no answer: ${message}`)) return giveUpResponse(res, parseJsonObject(body));
       return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
     }
     const status = upstreamRes.statusCode ?? 502;
     if (status >= 500) {
       if (countFailure(`HTTP ${status}`)) {
         upstreamRes.resume();
-        return giveUpResponse(res);
+        return giveUpResponse(res, parseJsonObject(body));
       }
     } else {
       consecutiveFailures = 0;
@@ -214,7 +255,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     return payload;
   }
 
-  async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer, original: Record<string, any>, signal: AbortSignal): Promise<void> {
+  async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, original: Record<string, any>, signal: AbortSignal): Promise<void> {
     const started = performance.now();
     const turn: ProxyTurn = {
       turn: ++turnCounter,
@@ -278,7 +319,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         const message = (error as Error).message;
         turn.upstream_error = { type: 'connection', message };
         finishTurn();
-        if (countFailure(`no answer: ${message}`)) return giveUpResponse(res);
+        if (countFailure(`no answer: ${message}`)) return giveUpResponse(res, original);
         return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
       }
       if (upstreamRes.statusCode === 400 && injected.length > 0) {
@@ -301,7 +342,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       const errorBody = (await readBody(upstreamRes)).toString('utf8');
       turn.upstream_error = { type: 'http', status, message: `HTTP ${status}`, body: errorBody.slice(0, ERROR_BODY_LIMIT) };
       finishTurn();
-      if (status >= 500 && countFailure(`HTTP ${status}`)) return giveUpResponse(res);
+      if (status >= 500 && countFailure(`HTTP ${status}`)) return giveUpResponse(res, original);
       if (status < 500) consecutiveFailures = 0;
       res.writeHead(status, headers);
       res.end(errorBody);
@@ -376,19 +417,17 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     });
     void (async () => {
       const raw = await readBody(req);
-      if (gaveUp !== null) return giveUpResponse(res);
+      if (gaveUp !== null) {
+        const request = parseJsonObject(raw);
+        note(`${req.method} ${req.url} (${request ? turnKind(request) : 'other'}) answered with a stop: the upstream was given up on`);
+        return giveUpResponse(res, request);
+      }
       stats.requests += 1;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (options.record && req.method === 'POST' && path.endsWith('/chat/completions')) {
-        let parsed: unknown = null;
-        try {
-          parsed = JSON.parse(raw.toString('utf8'));
-        } catch {
-          // not JSON: let the upstream answer it
-        }
-        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
-          return handleChat(req, res, raw, parsed as Record<string, any>, abort.signal);
-        }
+        const parsed = parseJsonObject(raw);
+        // A body that is not a JSON object goes through untouched: let the upstream answer it.
+        if (parsed) return handleChat(req, res, parsed, abort.signal);
       }
       return relay(req, res, raw, abort.signal);
     })().catch((error: Error) => {

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { ResourceListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { tokenize } from '../src/scripted-llm/fake-tokens.js';
+import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
+import { errorText, startServer, type RunningServer } from './helpers/server.js';
+
+// Real opencode, real sandboxes, the real MCP server over stdio; the model is the project's scripted server.
+describe('run_rollout with the real opencode and a scripted model', () => {
+  let server: RunningServer;
+  let llm: ScriptedLlm;
+  let wrongLlm: ScriptedLlm;
+  const listChanges: number[] = [];
+
+  before(async () => {
+    [server, llm, wrongLlm] = await Promise.all([startServer(), startScripted(exampleScript('script.json')), startScripted(exampleScript('script-wrong.json'))]);
+    server.client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void listChanges.push(Date.now()));
+  });
+  after(async () => {
+    await Promise.all([server.close(), llm.close(), wrongLlm.close()]);
+  });
+
+  it('scores a correct solution 1.0, records every turn with token ids and logprobs, and reports progress', async () => {
+    const progress: string[] = [];
+    const result = (await server.client.callTool(
+      { name: 'run_rollout', arguments: { ...exampleTask(), base_url: llm.url, model: 'scripted-model', disable_thinking: true } },
+      undefined,
+      { timeout: 180_000, onprogress: (p) => void progress.push(p.message ?? '') },
+    )) as { structuredContent: Record<string, any>; content: Array<{ text: string }>; isError?: boolean };
+    assert.equal(result.isError, undefined, JSON.stringify(result.content));
+    const r = result.structuredContent;
+    assert.deepEqual(JSON.parse(result.content[0]!.text), r, 'the text content is the same JSON, for OpenEnv clients');
+
+    assert.equal(r.error, null);
+    assert.equal(r.reward, 1);
+    assert.equal(r.task_id, 'fizzbuzz');
+    assert.equal(r.agent_exit_code, 0);
+    assert.equal(r.mode, 'transparent_proxy');
+    assert.match(r.files['fizzbuzz.py'], /FizzBuzz/);
+    assert.equal(r.verify_results.length, 1);
+    assert.equal(r.verify_results[0].exit_code, 0);
+    assert.match(r.verify_results[0].stdout, /all 100 lines correct/);
+    for (const phase of ['sandbox', 'proxy', 'agent', 'verify', 'collect']) assert.equal(typeof r.timings[phase], 'number', phase);
+    assert.ok(r.agent_events.some((e: any) => e.type === 'tool_use' && e.part?.tool === 'write'), 'opencode events are parsed');
+
+    const agentTurns = r.proxy_turns.filter((t: any) => t.kind === 'agent');
+    assert.equal(agentTurns.length, 3, 'three scripted agent steps');
+    assert.ok(r.proxy_turns.some((t: any) => t.kind === 'title'));
+    const first = agentTurns[0];
+    const expectedTokens = tokenize("I'll write fizzbuzz.py.");
+    assert.deepEqual(first.completion_tokens.slice(0, expectedTokens.length), expectedTokens.map((t) => t.token));
+    assert.deepEqual(first.completion_token_ids.slice(0, expectedTokens.length), expectedTokens.map((t) => t.id));
+    assert.deepEqual(first.per_token_logps.slice(0, expectedTokens.length), expectedTokens.map((t) => t.logprob));
+    assert.equal(first.completion_token_ids.length, first.per_token_logps.length);
+    assert.equal(first.finish_reason, 'tool_calls');
+    assert.equal(first.upstream_status, 200);
+    assert.ok(first.latency_s > 0);
+    assert.match(first.session_id, /^ses_/);
+    assert.equal(first.usage.completion_tokens, first.completion_token_ids.length);
+    assert.deepEqual(first.injected.sort(), ['chat_template_kwargs.enable_thinking', 'logprobs', 'return_token_ids'].sort());
+
+    // What the model received: the injections. What opencode sent: none of them (it never asks for logprobs).
+    const received = llm.requests.filter((q) => q.path === '/v1/chat/completions').map((q) => q.body);
+    assert.ok(received.length >= 4);
+    for (const body of received) {
+      assert.equal(body.logprobs, true);
+      assert.equal(body.top_logprobs, 5);
+      assert.equal(body.return_token_ids, true);
+      assert.deepEqual(body.chat_template_kwargs, { enable_thinking: false });
+      assert.equal(body.max_tokens, 4096);
+    }
+
+    assert.ok(progress.includes('phase: agent'));
+    assert.ok(progress.includes('phase: verify'));
+    assert.ok(progress.some((m) => /^LLM turn \d+ \(agent\): tool_calls/.test(m)), progress.join('\n'));
+
+    const state = await server.callOk('get_state');
+    assert.equal(state.rollouts_completed, 1);
+    assert.equal(state.last_reward, 1);
+    assert.equal(state.last_task_id, 'fizzbuzz');
+    assert.equal(state.last_sandbox_id, r.sandbox_id);
+    assert.equal(readdirSync(server.sandboxRoot).length, 0, 'the rollout sandbox is gone');
+
+    // The full trace, over MCP resources.
+    const { resources } = await server.client.listResources();
+    const listed = resources.find((res) => res.uri === r.trace_uri);
+    assert.ok(listed, 'the trace is listed');
+    assert.equal(listed.mimeType, 'application/json');
+    const read = await server.client.readResource({ uri: r.trace_uri });
+    const trace = JSON.parse((read.contents[0] as { text: string }).text);
+    assert.equal(trace.rollout_id, r.rollout_id);
+    assert.equal(trace.result.reward, 1);
+    const traceFirst = trace.turns.find((t: any) => t.kind === 'agent');
+    assert.ok(Array.isArray(traceFirst.request.messages) && Array.isArray(traceFirst.request.tools), 'full requests are in the trace');
+    assert.equal(traceFirst.response.tool_calls[0].name, 'write');
+    assert.ok(listChanges.length >= 1, 'clients are told the resource list changed');
+
+    await assert.rejects(server.client.readResource({ uri: 'opencode-env://traces/rollout-does-not-exist' }), /not found/i);
+  });
+
+  it('scores a wrong solution 0.0', async () => {
+    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: wrongLlm.url, model: 'scripted-model' });
+    assert.equal(r.error, null);
+    assert.equal(r.reward, 0);
+    assert.notEqual(r.verify_results[0].exit_code, 0);
+    assert.match(r.verify_results[0].stderr, /wrong output/);
+  });
+
+  it('takes the reward from reward.txt, then reward.json, over the exit codes', async () => {
+    const base = { ...exampleTask(), base_url: llm.url, model: 'scripted-model' };
+    const fromTxt = await server.callOk('run_rollout', { ...base, verify: ['exit 1', 'echo 0.25 > /home/user/logs/verifier/reward.txt'] });
+    assert.equal(fromTxt.reward, 0.25);
+    const fromJson = await server.callOk('run_rollout', {
+      ...base,
+      test_script: 'echo \'{"reward": 0.75, "tests_passed": 3, "style": 0.5, "note": "text is ignored"}\' > "$HOME/logs/verifier/reward.json"; exit 1',
+    });
+    assert.equal(fromJson.reward, 0.75);
+    assert.deepEqual(fromJson.rewards, { tests_passed: 3, style: 0.5 });
+  });
+
+  it('scores verify commands as passed / total, and stages files and runs setup first', async () => {
+    const r = await server.callOk('run_rollout', {
+      instruction: 'Write fizzbuzz.py.',
+      task_id: 'staged',
+      base_url: llm.url,
+      model: 'scripted-model',
+      files: { 'data/expected.txt': 'Fizz\n', 'notes.md': '# notes\n' },
+      setup: ['test -f data/expected.txt', 'echo prepared > setup-marker.txt'],
+      test_script: undefined,
+      verify: ['test -f fizzbuzz.py', 'grep -q prepared setup-marker.txt', 'test -f missing-file.txt'],
+    });
+    assert.equal(r.error, null);
+    assert.equal(r.reward, 2 / 3);
+    assert.equal(r.setup_results.length, 2);
+    assert.ok(r.setup_results.every((s: any) => s.exit_code === 0));
+    assert.deepEqual(Object.keys(r.files).sort(), ['data/expected.txt', 'fizzbuzz.py', 'notes.md', 'setup-marker.txt']);
+  });
+
+  it('gives reward null when there is no verifier at all', async () => {
+    const r = await server.callOk('run_rollout', { instruction: 'Write fizzbuzz.py.', base_url: llm.url, model: 'scripted-model' });
+    assert.equal(r.reward, null);
+    assert.equal(r.error, null);
+    assert.equal(r.verify_results.length, 0);
+  });
+
+  it('black_box mode relays the traffic without recording turns', async () => {
+    const before = llm.requests.length;
+    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: llm.url, model: 'scripted-model', mode: 'black_box' });
+    assert.equal(r.reward, 1);
+    assert.equal(r.mode, 'black_box');
+    assert.deepEqual(r.proxy_turns, []);
+    const received = llm.requests.slice(before).filter((q) => q.path === '/v1/chat/completions');
+    assert.ok(received.length >= 4);
+    assert.ok(received.every((q) => q.body.logprobs === undefined && q.body.return_token_ids === undefined), 'nothing was injected');
+  });
+
+  it('rejects a request it cannot run, naming the field, without running anything', async () => {
+    const noEndpoint = await server.call('run_rollout', { instruction: 'x' });
+    assert.equal(noEndpoint.isError, true);
+    assert.match(errorText(noEndpoint), /endpoint.*base_url/);
+    const escape = await server.call('run_rollout', { instruction: 'x', base_url: llm.url, model: 'm', files: { '../outside.txt': 'x' } });
+    assert.equal(escape.isError, true);
+    assert.match(errorText(escape), /files: "\.\.\/outside\.txt" must be a relative path/);
+    const badUrl = await server.call('run_rollout', { instruction: 'x', base_url: 'not a url', model: 'm' });
+    assert.match(errorText(badUrl), /base_url/);
+    const noVllmUrl = await server.call('run_rollout', { instruction: 'x', endpoint: 'vllm' });
+    assert.match(errorText(noVllmUrl), /VLLM_URL/);
+    const seedStyle = await server.call('run_rollout', { instruction: '', base_url: llm.url, model: 'm' });
+    assert.match(errorText(seedStyle), /instruction/);
+  });
+});
