@@ -30,7 +30,7 @@ program
   .option('--json', 'print the full result as JSON')
   .action(async (options) => {
     const { runRolloutCommand } = await import('./commands/rollout.js');
-    process.exit(await runRolloutCommand(options));
+    process.exitCode = await runRolloutCommand(options);
   });
 
 const traces = program.command('traces').description('stored rollout traces');
@@ -42,7 +42,9 @@ traces
 traces
   .command('show <rollout_id>')
   .description('print one trace as JSON')
-  .action(async (rolloutId: string) => process.exit(await (await import('./commands/traces.js')).showTrace(rolloutId)));
+  .action(async (rolloutId: string) => {
+    process.exitCode = await (await import('./commands/traces.js')).showTrace(rolloutId);
+  });
 traces
   .command('export')
   .description('write JSONL for training: one rollout per line, agent turns with token ids and logprobs')

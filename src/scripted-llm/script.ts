@@ -18,6 +18,8 @@ const turnSchema = z.strictObject({
   malformed: z.boolean().optional(),
   /** Wait this long before the first byte. */
   delay_ms: z.number().int().min(0).optional(),
+  /** Wait this long between streamed chunks. */
+  chunk_delay_ms: z.number().int().min(0).optional(),
 });
 
 export const scriptSchema = z.strictObject({

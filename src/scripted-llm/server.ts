@@ -97,13 +97,11 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
     const isTitleRequest = !Array.isArray(body.tools) || body.tools.length === 0;
     const scripted = isTitleRequest ? { text: options.script.title } : turnFor(options.script, messages);
     const turn = fillPlaceholders(scripted, placeholdersFrom(messages));
-    if (turn.delay_ms) {
-      // Give up waiting when the client goes away, so a closed server leaves no timer behind.
-      const gone = new AbortController();
-      res.once('close', () => gone.abort());
-      const waited = await sleep(turn.delay_ms, true, { signal: gone.signal }).catch(() => false);
-      if (!waited) return;
-    }
+    // Give up waiting when the client goes away, so a closed server leaves no timer behind.
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    const pause = (ms: number | undefined) => (ms ? sleep(ms, true, { signal: gone.signal }).catch(() => false) : Promise.resolve(true));
+    if (!(await pause(turn.delay_ms))) return;
     if (turn.error) {
       sendJson(res, turn.error.status, { error: { message: turn.error.message ?? `scripted error ${turn.error.status}`, type: 'scripted_error', code: turn.error.status } });
       return;
@@ -165,6 +163,7 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
     send(chunk({ delta: { role: 'assistant', content: '' } }, wantTokenIds ? { prompt_token_ids: promptIds } : {}));
     for (const emission of emissions) {
       for (const token of emission.tokens) {
+        if (!(await pause(turn.chunk_delay_ms))) return;
         send(chunk({ delta: emission.delta(token), logprobs: logprobsFor([token]), ...(wantTokenIds ? { token_ids: [token.id] } : {}) }));
       }
     }

@@ -1,0 +1,231 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { startRecordingProxy, type RecordingProxy, type RecordingProxyOptions } from '../src/core/proxy/recording-proxy.js';
+import { tokenize } from '../src/scripted-llm/fake-tokens.js';
+import { startScripted, type ScriptedLlm } from './helpers/scripted.js';
+import { cliPath, makeSystemTempDir, removeDir, waitFor } from './helpers/server.js';
+
+const TOOLS = [{ type: 'function', function: { name: 'write', parameters: { type: 'object', properties: {} } } }];
+
+function chatBody(extra: Record<string, unknown> = {}) {
+  return {
+    model: 'scripted-model',
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: 32000,
+    tools: TOOLS,
+    tool_choice: 'auto',
+    messages: [
+      { role: 'system', content: 'Working directory: /w' },
+      { role: 'user', content: 'say hello' },
+    ],
+    ...extra,
+  };
+}
+
+function dataPayloads(sse: string): any[] {
+  return sse
+    .split('\n\n')
+    .map((event) => event.replace(/^data: /, ''))
+    .filter((data) => data && data !== '[DONE]')
+    .map((data) => JSON.parse(data));
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+async function setup(script: unknown, proxyOptions: Partial<RecordingProxyOptions> = {}, llmOptions: { apiKey?: string } = {}): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy }> {
+  const llm = await startScripted(script, llmOptions);
+  const proxy = await startRecordingProxy({
+    upstreamBaseUrl: llm.url,
+    record: true,
+    topLogprobs: 3,
+    requestTokenIds: true,
+    disableThinking: false,
+    maxTokensCap: 4096,
+    maxConsecutiveFailures: 3,
+    listen: { port: 0 },
+    ...proxyOptions,
+  });
+  cleanups.push(() => proxy.close(), () => llm.close());
+  return { llm, proxy };
+}
+
+const post = (proxy: RecordingProxy, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${proxy.address}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+describe('recording proxy', () => {
+  it('records tokens, ids and logprobs it asked for, and strips them from what the client sees', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'Hello there, world.' }] });
+    const response = await post(proxy, chatBody(), { authorization: 'Bearer placeholder', 'x-session-id': 'ses_1' });
+    const sse = await response.text();
+    assert.equal(response.status, 200);
+    const payloads = dataPayloads(sse);
+    assert.equal(payloads.map((p) => p.choices[0]?.delta?.content ?? '').join(''), 'Hello there, world.');
+    assert.ok(!sse.includes('logprobs') && !sse.includes('token_ids'), 'nothing the client did not ask for');
+
+    const [turn] = proxy.turns;
+    assert.ok(turn);
+    const expected = tokenize('Hello there, world.');
+    assert.deepEqual(turn.completion_tokens, expected.map((t) => t.token));
+    assert.deepEqual(turn.completion_token_ids, expected.map((t) => t.id));
+    assert.deepEqual(turn.per_token_logps, expected.map((t) => t.logprob));
+    assert.equal(turn.top_logprobs[0]!.length, 3);
+    assert.ok(turn.prompt_token_ids && turn.prompt_token_ids.length > 0);
+    assert.equal(turn.response.content, 'Hello there, world.');
+    assert.equal(turn.finish_reason, 'stop');
+    assert.equal(turn.usage?.completion_tokens, expected.length);
+    assert.equal(turn.session_id, 'ses_1');
+    assert.equal(turn.kind, 'agent');
+    assert.equal((turn.request as any).max_tokens, 4096, 'max_tokens is capped');
+    assert.ok(!JSON.stringify(turn).includes('placeholder'), 'no Authorization in the record');
+    assert.equal(llm.requests[0]!.headers.authorization, undefined, 'without a key, the client’s placeholder key is not forwarded');
+  });
+
+  it('leaves logprobs alone when the client asked for them itself', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'Hi.' }] });
+    const sse = await (await post(proxy, chatBody({ logprobs: true, top_logprobs: 1 }))).text();
+    assert.ok(dataPayloads(sse).some((p) => p.choices[0]?.logprobs?.content?.length), 'the client gets the logprobs it asked for');
+    assert.ok(!sse.includes('token_ids'), 'but not the token ids it did not ask for');
+    assert.equal(llm.requests[0]!.body.top_logprobs, 1);
+    assert.deepEqual(proxy.turns[0]!.injected, ['return_token_ids', 'max_tokens']);
+  });
+
+  it('sends the real key upstream in place of the client’s', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'ok' }] }, { apiKey: 'sk-upstream-key-123' }, { apiKey: 'sk-upstream-key-123' });
+    const response = await post(proxy, chatBody(), { authorization: 'Bearer sandbox-placeholder' });
+    assert.equal(response.status, 200);
+    await response.text();
+    assert.equal(llm.requests[0]!.headers.authorization, '[present]');
+  });
+
+  it('streams chunks through as they arrive instead of buffering the response', async () => {
+    const { proxy } = await setup({ turns: [{ text: 'one two three four five six', chunk_delay_ms: 150 }] });
+    const started = performance.now();
+    const response = await post(proxy, chatBody());
+    const reader = response.body!.getReader();
+    await reader.read();
+    const firstChunkMs = performance.now() - started;
+    while (!(await reader.read()).done) {
+      // drain
+    }
+    const totalMs = performance.now() - started;
+    assert.ok(totalMs > 1500, `the scripted stream takes a while (${totalMs.toFixed(0)} ms)`);
+    assert.ok(firstChunkMs < totalMs / 3, `first bytes after ${firstChunkMs.toFixed(0)} ms of ${totalMs.toFixed(0)} ms`);
+  });
+
+  it('reassembles tool calls and handles non-streamed responses', async () => {
+    const { proxy } = await setup({
+      turns: [{ text: 'Writing.', tool_calls: [{ name: 'write', arguments: { filePath: '{{workdir}}/a.txt', content: 'A' } }] }],
+    });
+    const response = await post(proxy, chatBody({ stream: false }));
+    const body = (await response.json()) as any;
+    assert.equal(body.choices[0].message.tool_calls[0].function.name, 'write');
+    assert.equal(body.choices[0].logprobs, undefined, 'stripped from the JSON too');
+    assert.equal(body.prompt_token_ids, undefined);
+    const turn = proxy.turns[0]!;
+    assert.equal(turn.stream, false);
+    assert.deepEqual(turn.response.tool_calls.map((c) => [c.name, JSON.parse(c.arguments)]), [['write', { filePath: '/w/a.txt', content: 'A' }]]);
+    assert.ok(turn.completion_token_ids.length > 5);
+  });
+
+  it('drops an injection the upstream refuses, and does not try it again', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'fine' }], reject_fields: ['return_token_ids'] });
+    for (let i = 0; i < 2; i++) {
+      const response = await post(proxy, chatBody());
+      assert.equal(response.status, 200);
+      await response.text();
+    }
+    assert.deepEqual(proxy.turns.map((t) => t.injected.includes('return_token_ids')), [false, false]);
+    assert.ok(proxy.turns.every((t) => t.per_token_logps.length > 0), 'logprobs still recorded');
+    assert.equal(llm.requests.filter((q) => q.body.return_token_ids).length, 1, 'only the first, refused request carried it');
+  });
+
+  it('records a malformed stream and passes the bytes on', async () => {
+    const { proxy } = await setup({ turns: [{ text: 'x', malformed: true }] });
+    const sse = await (await post(proxy, chatBody())).text();
+    assert.match(sse, /unterminated/);
+    assert.equal(proxy.turns[0]!.upstream_error?.type, 'malformed_stream');
+  });
+
+  it('passes client errors through and records them', async () => {
+    const { proxy } = await setup({ turns: [{ error: { status: 404, message: 'model not found' } }] });
+    const response = await post(proxy, chatBody());
+    assert.equal(response.status, 404);
+    assert.match(await response.text(), /model not found/);
+    assert.equal(proxy.turns[0]!.upstream_status, 404);
+    assert.equal(proxy.turns[0]!.upstream_error?.type, 'http');
+    assert.equal(proxy.gaveUp, null, 'a 4xx is not an outage');
+  });
+
+  it('relays other paths untouched', async () => {
+    const { proxy } = await setup({ turns: [{ text: 'x' }] });
+    const models = (await (await fetch(`${proxy.address}/v1/models`)).json()) as any;
+    assert.equal(models.data[0].id, 'scripted-model');
+    assert.equal(proxy.turns.length, 0);
+  });
+
+  it('after repeated upstream failures, ends the agent’s run with a final answer instead of more retries', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'x' }], error: { status: 503 } }, { maxConsecutiveFailures: 2 });
+    assert.equal((await post(proxy, chatBody())).status, 503);
+    const second = await post(proxy, chatBody());
+    assert.equal(second.status, 200);
+    assert.match(await second.text(), /failed 2 times in a row.*Stopping this run/);
+    assert.match(proxy.gaveUp ?? '', /failed 2 times in a row \(last: HTTP 503\)/);
+    const upstreamCalls = llm.requests.length;
+    await (await post(proxy, chatBody())).text();
+    assert.equal(llm.requests.length, upstreamCalls, 'the upstream is not contacted any more');
+    assert.equal(proxy.turns.length, 2, 'synthetic answers are not recorded as turns');
+  });
+
+  it('stops the upstream request when the client goes away mid-stream', async () => {
+    const { proxy } = await setup({ turns: [{ text: 'a b c d e f g h i j k l m n o p', chunk_delay_ms: 200 }] });
+    const controller = new AbortController();
+    const response = await post(proxy, chatBody());
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.cancel();
+    await waitFor(() => proxy.turns.length === 1, 5000, 'the turn to be recorded');
+    assert.equal(proxy.turns[0]!.upstream_error?.type, 'stream');
+  });
+});
+
+describe('opencode-env proxy (standalone)', () => {
+  it('serves on its own and appends every turn to a JSONL file', async () => {
+    const llm = await startScripted({ turns: [{ text: 'standalone works' }] });
+    const dir = makeSystemTempDir('proxy-cli');
+    const turnsFile = path.join(dir, 'turns.jsonl');
+    const child = spawn(process.execPath, [cliPath, 'proxy', '--upstream', llm.url, '--turns', turnsFile, '--disable-thinking'], {
+      env: { PATH: process.env.PATH, OPENCODE_ENV_UPSTREAM_API_KEY: 'sk-from-env-0001' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let url = '';
+      child.stdout.on('data', (chunk: Buffer) => (url += chunk.toString()));
+      await waitFor(() => url.includes('\n'), 10_000, 'the proxy to print its URL');
+      const response = await fetch(`${url.trim()}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(chatBody()),
+      });
+      assert.match(await response.text(), /standalone/);
+      await waitFor(() => existsSync(turnsFile) && readFileSync(turnsFile, 'utf8').trim().length > 0, 5000, 'the turn to be written');
+      const turn = JSON.parse(readFileSync(turnsFile, 'utf8').trim().split('\n')[0]!);
+      assert.equal(turn.response.content, 'standalone works');
+      assert.deepEqual(turn.request.chat_template_kwargs, { enable_thinking: false });
+      assert.equal(llm.requests[0]!.headers.authorization, '[present]');
+      assert.ok(!readFileSync(turnsFile, 'utf8').includes('sk-from-env-0001'));
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      await llm.close();
+      removeDir(dir);
+    }
+  });
+});
