@@ -12,9 +12,9 @@ describe('episodes: reset and get_state', () => {
     await server.close();
   });
 
-  it('lists exactly the three tools, each with input and output schemas', async () => {
+  it('lists exactly the four tools, each with input and output schemas', async () => {
     const { tools } = await server.client.listTools();
-    assert.deepEqual(tools.map((t) => t.name).sort(), ['execute_python', 'get_state', 'reset']);
+    assert.deepEqual(tools.map((t) => t.name).sort(), ['execute_python', 'get_state', 'reset', 'run_rollout']);
     for (const tool of tools) {
       assert.ok(tool.description && tool.description.length > 40, `${tool.name} has a description`);
       assert.equal(tool.inputSchema.type, 'object');
@@ -122,8 +122,9 @@ describe('bad arguments get an error that names the field', () => {
   }
 
   it('an unknown tool is an error, and none of this changed the episode', async () => {
-    const result = await server.call('run_rollout', { instruction: 'x' });
+    const result = await server.call('run_python', { code: 'x' });
     assert.equal(result.isError, true);
+    assert.match(errorText(result), /Tool run_python not found/);
     const state = await server.callOk('get_state');
     assert.equal(state.step_count, 0);
   });
