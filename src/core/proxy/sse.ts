@@ -8,15 +8,15 @@ export class SseSplitter {
   /** Complete events in `chunk` (plus what was pending); a partial event waits for the next chunk. */
   push(chunk: Buffer | string): string[] {
     this.pending += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    if (this.pending.includes('\r')) this.pending = this.pending.replace(/\r\n/g, '\n');
     const events: string[] = [];
-    let boundary: RegExpExecArray | null;
-    const separator = /\r?\n\r?\n/g;
     let consumed = 0;
-    while ((boundary = separator.exec(this.pending)) !== null) {
-      events.push(this.pending.slice(consumed, boundary.index));
-      consumed = boundary.index + boundary[0].length;
+    let boundary: number;
+    while ((boundary = this.pending.indexOf('\n\n', consumed)) >= 0) {
+      events.push(this.pending.slice(consumed, boundary));
+      consumed = boundary + 2;
     }
-    this.pending = this.pending.slice(consumed);
+    this.pending = consumed === 0 ? this.pending : this.pending.slice(consumed);
     return events;
   }
 
@@ -30,6 +30,8 @@ export class SseSplitter {
 
 /** The payload of an event's `data:` lines (joined), or null for comments and other fields only. */
 export function eventData(event: string): string | null {
+  // The common case, one `data: ` line, without splitting (this runs once per streamed token).
+  if (event.startsWith('data: ') && !event.includes('\n')) return event.slice(6);
   const lines = event.split(/\r?\n/).filter((line) => line.startsWith('data:'));
   if (lines.length === 0) return null;
   return lines.map((line) => line.slice(line.startsWith('data: ') ? 6 : 5)).join('\n');

@@ -16,23 +16,18 @@ export interface OpencodeRunPlan {
   stdin: string;
 }
 
-/**
- * Prepares opencode to run headless and offline in `sandbox`: a private config and state under the
- * sandbox's home, every permission granted, no model-catalogue fetch, no plugin install, and the model
- * reached only through `baseUrl` (the proxy, or a relay to it).
- */
-export async function planOpencodeRun(
-  sandbox: Sandbox,
-  options: { instruction: string; model: string; maxTokensCap: number; baseUrl: string; apiKey?: string; disableThinking?: boolean },
-): Promise<OpencodeRunPlan> {
-  const home = sandbox.homeDir;
-  // A lock file naming the plugin package makes opencode skip its background `npm install` (a network call).
-  await sandbox.writeFile(path.posix.join(home, '.config/opencode/node_modules/.keep'), '');
-  await sandbox.writeFile(
-    path.posix.join(home, '.config/opencode/package-lock.json'),
-    JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: { '@opencode-ai/plugin': '*' } } } }),
-  );
-  const config = {
+export interface OpencodeSettings {
+  model: string;
+  maxTokensCap: number;
+  /** OpenAI-compatible base URL opencode calls (the proxy, or a relay to it). */
+  baseUrl: string;
+  apiKey?: string;
+  disableThinking?: boolean;
+}
+
+/** opencode's configuration for one headless run: one custom provider, every permission granted. */
+export function opencodeConfig(settings: OpencodeSettings): Record<string, unknown> {
+  return {
     autoupdate: false,
     share: 'disabled',
     snapshot: false,
@@ -41,38 +36,58 @@ export async function planOpencodeRun(
       [PROVIDER_ID]: {
         npm: '@ai-sdk/openai-compatible',
         name: 'opencode-env',
-        options: { baseURL: options.baseUrl, apiKey: options.apiKey ?? PLACEHOLDER_API_KEY },
+        options: { baseURL: settings.baseUrl, apiKey: settings.apiKey ?? PLACEHOLDER_API_KEY },
         models: {
-          [options.model]: {
-            name: options.model,
+          [settings.model]: {
+            name: settings.model,
             tool_call: true,
-            limit: { context: CONTEXT_LIMIT, output: options.maxTokensCap },
+            limit: { context: CONTEXT_LIMIT, output: settings.maxTokensCap },
             // opencode copies model options into every request body: the way to turn thinking off without a proxy.
-            ...(options.disableThinking ? { options: { chat_template_kwargs: { enable_thinking: false } } } : {}),
+            ...(settings.disableThinking ? { options: { chat_template_kwargs: { enable_thinking: false } } } : {}),
           },
         },
       },
     },
-    model: `${PROVIDER_ID}/${options.model}`,
-    small_model: `${PROVIDER_ID}/${options.model}`,
+    model: `${PROVIDER_ID}/${settings.model}`,
+    small_model: `${PROVIDER_ID}/${settings.model}`,
   };
-  const opencode = await sandbox.toolExecutable('opencode');
+}
+
+/** Environment for a headless, offline opencode with all its state under `home`. */
+export function opencodeEnv(settings: OpencodeSettings, home: string): Record<string, string> {
   return {
-    argv: [opencode, 'run', '--format', 'json', '-m', `${PROVIDER_ID}/${options.model}`],
-    stdin: options.instruction,
-    env: {
-      OPENCODE_CONFIG_CONTENT: JSON.stringify(config),
-      OPENCODE_DISABLE_MODELS_FETCH: '1',
-      OPENCODE_DISABLE_AUTOUPDATE: '1',
-      OPENCODE_DISABLE_SHARE: '1',
-      OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
-      OPENCODE_DISABLE_CLAUDE_CODE: '1',
-      XDG_CONFIG_HOME: path.posix.join(home, '.config'),
-      XDG_DATA_HOME: path.posix.join(home, '.local/share'),
-      XDG_CACHE_HOME: path.posix.join(home, '.cache'),
-      XDG_STATE_HOME: path.posix.join(home, '.local/state'),
-    },
+    OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(settings)),
+    OPENCODE_DISABLE_MODELS_FETCH: '1',
+    OPENCODE_DISABLE_AUTOUPDATE: '1',
+    OPENCODE_DISABLE_SHARE: '1',
+    OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
+    OPENCODE_DISABLE_CLAUDE_CODE: '1',
+    XDG_CONFIG_HOME: path.posix.join(home, '.config'),
+    XDG_DATA_HOME: path.posix.join(home, '.local/share'),
+    XDG_CACHE_HOME: path.posix.join(home, '.cache'),
+    XDG_STATE_HOME: path.posix.join(home, '.local/state'),
   };
+}
+
+export function opencodeArgs(model: string): string[] {
+  return ['run', '--format', 'json', '-m', `${PROVIDER_ID}/${model}`];
+}
+
+/** Files that stop opencode's background `npm install` of its plugin package (a network call): path under home -> content. */
+export const OPENCODE_HOME_FILES: Record<string, string> = {
+  '.config/opencode/node_modules/.keep': '',
+  '.config/opencode/package-lock.json': JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: { '@opencode-ai/plugin': '*' } } } }),
+};
+
+/**
+ * Prepares opencode to run headless and offline in `sandbox`: a private config and state under the
+ * sandbox's home, every permission granted, no model-catalogue fetch, no plugin install, and the model
+ * reached only through `baseUrl`.
+ */
+export async function planOpencodeRun(sandbox: Sandbox, settings: OpencodeSettings & { instruction: string }): Promise<OpencodeRunPlan> {
+  for (const [file, content] of Object.entries(OPENCODE_HOME_FILES)) await sandbox.writeFile(path.posix.join(sandbox.homeDir, file), content);
+  const opencode = await sandbox.toolExecutable('opencode');
+  return { argv: [opencode, ...opencodeArgs(settings.model)], stdin: settings.instruction, env: opencodeEnv(settings, sandbox.homeDir) };
 }
 
 const MAX_EVENTS = 2000;
