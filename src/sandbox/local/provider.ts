@@ -97,7 +97,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       if (problem) {
         logger.warn(
           { problem },
-          `the Python interpreter or the project's resources are not accessible to uid ${SANDBOX_UID}; sandbox processes run as root instead. ` +
+          `the Python interpreter, the project's resources or the opencode and node binaries are not accessible to uid ${SANDBOX_UID}; sandbox processes run as root instead. ` +
             'Install Python and opencode-env where every user can read them to avoid this.',
         );
         isolation = build(false);
@@ -107,13 +107,17 @@ export class LocalSandboxProvider implements SandboxProvider {
     return { host, isolation };
   }
 
-  /** Runs the interpreter and reads the driver exactly as a sandbox would; returns what went wrong, if anything. */
+  /** Runs the interpreter, reads the driver and checks the tool binaries exactly as a sandbox would; returns what went wrong. */
   private async checkInterpreterRuns(isolation: Isolation, python: string): Promise<string | null> {
     const probe = await this.createWith(isolation, { python: { executable: python }, pythonProblem: null }, 'selfcheck');
     try {
       const driver = await probe.resourcePath('python/driver.py');
       const result = await probe.run([python, '-c', 'import sys; open(sys.argv[1]).close()', driver], { timeoutMs: 15_000 });
-      return result.exitCode === 0 ? null : result.stderr.trim() || `exit code ${result.exitCode}`;
+      if (result.exitCode !== 0) return result.stderr.trim() || `exit code ${result.exitCode}`;
+      const tools = await Promise.all(Object.keys(this.options.tools ?? {}).map((tool) => probe.toolExecutable(tool as SandboxTool)));
+      if (tools.length === 0) return null;
+      const check = await probe.run(['sh', '-c', 'for f in "$@"; do test -x "$f" || { echo "cannot execute $f"; exit 1; }; done', 'sh', ...tools], { timeoutMs: 15_000 });
+      return check.exitCode === 0 ? null : check.stdout.trim() || `exit code ${check.exitCode}`;
     } finally {
       await probe.kill();
     }
