@@ -11,7 +11,6 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startRecordingProxy } from '../src/core/proxy/recording-proxy.js';
 import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { OPENCODE_HOME_FILES, opencodeArgs, opencodeEnv } from '../src/core/rollout/opencode.js';
 import { RolloutRunner } from '../src/core/rollout/run.js';
@@ -21,7 +20,8 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
 import { LocalSandboxProvider } from '../src/sandbox/local/provider.js';
-import { loadScript, scriptSchema } from '../src/scripted-llm/script.js';
+import { tokenize } from '../src/scripted-llm/fake-tokens.js';
+import { loadScript } from '../src/scripted-llm/script.js';
 import { startScriptedLlm } from '../src/scripted-llm/server.js';
 import { Semaphore } from '../src/util/semaphore.js';
 import { fmtMs, median, percentile, printTable } from './stats.js';
@@ -74,19 +74,44 @@ async function pairedTurns(directUrl: string, proxyUrl: string, count: number): 
   return { direct, proxied };
 }
 
-async function startModelAndProxy(turn: Record<string, unknown>) {
-  const llm = await startScriptedLlm({ script: scriptSchema.parse({ turns: [turn] }) });
-  const proxy = await startRecordingProxy({
-    upstreamBaseUrl: llm.url,
-    record: true,
-    topLogprobs: 5,
-    requestTokenIds: true,
-    disableThinking: false,
-    maxTokensCap: 4096,
-    maxConsecutiveFailures: 3,
-    listen: { port: 0 },
+/** Starts a CLI subcommand and returns the URL it prints on stdout, plus a way to stop it. */
+async function startCliServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [path.join(repo, 'dist/cli.js'), ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
   });
-  return { llm, proxy, proxied: `${proxy.address}/v1` };
+  return {
+    url,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/**
+ * The model and the proxy each in a process of their own, as in a real rollout (the proxy lives in the
+ * server, the model elsewhere), so the proxy's work is not serialised with the model's on one event loop.
+ */
+async function startModelAndProxy(turn: Record<string, unknown>) {
+  const scriptFile = path.join(scratch, `script-${Date.now()}.json`);
+  writeFileSync(scriptFile, JSON.stringify({ turns: [turn] }));
+  const model = await startCliServer(['scripted-llm', '--script', scriptFile]);
+  const proxy = await startCliServer(['proxy', '--upstream', model.url, '--top-logprobs', '5', '--max-tokens-cap', '4096']);
+  return {
+    llm: { url: model.url },
+    proxied: proxy.url,
+    stop: async () => {
+      await proxy.stop();
+      await model.stop();
+    },
+  };
 }
 
 async function benchProxy(): Promise<string[][]> {
@@ -94,9 +119,10 @@ async function benchProxy(): Promise<string[][]> {
   const diff = (a: TurnTiming[], b: TurnTiming[], key: keyof TurnTiming) => b.map((t, i) => t[key] - a[i]![key]);
 
   // Paced like a fast model (one token every 2 ms): what the agent waits for in addition, per turn.
-  const paced = await startModelAndProxy({ text: TURN_TEXT.split(' ').slice(0, 20).join(' '), chunk_delay_ms: 2 });
+  const pacedText = TURN_TEXT.split(' ').slice(0, 20).join(' ');
+  const paced = await startModelAndProxy({ text: pacedText, chunk_delay_ms: 2 });
   const p = await pairedTurns(paced.llm.url, paced.proxied, Math.min(TURNS, 150));
-  const pacedTokens = paced.proxy.turns.at(-1)!.completion_token_ids.length;
+  const pacedTokens = tokenize(pacedText).length;
   const addedTotal = diff(p.direct, p.proxied, 'total');
   const addedFirst = diff(p.direct, p.proxied, 'firstByte');
   rows.push(
@@ -105,13 +131,12 @@ async function benchProxy(): Promise<string[][]> {
     ['added per streamed turn (paired differences)', fmtMs(median(addedTotal)), fmtMs(percentile(addedTotal, 95)), 'p50 <= 1 ms', median(addedTotal) <= 1 ? 'yes' : 'NO'],
     ['added to time to first byte', fmtMs(median(addedFirst)), fmtMs(percentile(addedFirst, 95)), '', ''],
   );
-  await paced.proxy.close();
-  await paced.llm.close();
+  await paced.stop();
 
   // Unpaced: every chunk at once, so the proxy's per-chunk work piles up. This is CPU cost, not waiting.
   const blast = await startModelAndProxy({ text: TURN_TEXT });
   const b = await pairedTurns(blast.llm.url, blast.proxied, TURNS);
-  const tokensPerTurn = blast.proxy.turns.at(-1)!.completion_token_ids.length;
+  const tokensPerTurn = tokenize(TURN_TEXT).length;
   const addedBlast = diff(b.direct, b.proxied, 'total');
   rows.push(
     [`unpaced turn (${tokensPerTurn} tokens at once), direct`, fmtMs(median(b.direct.map((t) => t.total))), fmtMs(percentile(b.direct.map((t) => t.total), 95)), '', ''],
@@ -137,8 +162,7 @@ async function benchProxy(): Promise<string[][]> {
     ['throughput, 8 clients, unpaced: direct / proxied', `${directRate.toFixed(0)} / ${proxyRate.toFixed(0)} turns/s`, '', '', ''],
     ['proxied tokens/s, recorded with ids + logprobs', `${(proxyRate * tokensPerTurn).toFixed(0)}`, '', '', ''],
   );
-  await blast.proxy.close();
-  await blast.llm.close();
+  await blast.stop();
   return rows;
 }
 
