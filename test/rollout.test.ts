@@ -94,6 +94,8 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     const traceFirst = trace.turns.find((t: any) => t.kind === 'agent');
     assert.ok(Array.isArray(traceFirst.request.messages) && Array.isArray(traceFirst.request.tools), 'full requests are in the trace');
     assert.equal(traceFirst.response.tool_calls[0].name, 'write');
+    assert.ok(traceFirst.prompt_token_ids.length > 100, 'prompt token ids are kept in the trace');
+    assert.equal(first.prompt_token_ids, undefined, 'and left out of the result, where they would dwarf everything else');
     assert.ok(listChanges.length >= 1, 'clients are told the resource list changed');
 
     await assert.rejects(server.client.readResource({ uri: 'opencode-env://traces/rollout-does-not-exist' }), /not found/i);

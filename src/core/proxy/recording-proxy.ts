@@ -4,7 +4,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { eventData, SseSplitter } from './sse.js';
 import { TurnAssembler } from './turn-assembler.js';
-import type { ProxyTurn, UpstreamError } from './types.js';
+import type { AssembledCompletion, ProxyTurn, UpstreamError } from './types.js';
 
 /**
  * The transparent recording proxy between the agent and its OpenAI-compatible endpoint. It streams
@@ -257,7 +257,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
 
   async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, original: Record<string, any>, signal: AbortSignal): Promise<void> {
     const started = performance.now();
-    const turn: ProxyTurn = {
+    const turn: Omit<ProxyTurn, keyof AssembledCompletion> = {
       turn: ++turnCounter,
       timestamp: new Date().toISOString(),
       method: req.method ?? 'POST',
@@ -267,41 +267,20 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       stream: original.stream === true,
       request: null,
       injected: [],
-      response: { content: '', reasoning: '', tool_calls: [] },
-      finish_reason: null,
-      usage: null,
-      completion_tokens: [],
-      completion_token_ids: [],
-      per_token_logps: [],
-      top_logprobs: [],
-      prompt_token_ids: null,
       latency_s: 0,
       ttfb_s: null,
       upstream_status: null,
       upstream_error: null,
-      n_chunks: 0,
     };
     const assembler = new TurnAssembler();
     const finishTurn = () => {
-      const assembled = assembler.finish();
-      Object.assign(turn, {
-        response: { content: assembled.content, reasoning: assembled.reasoning, tool_calls: assembled.tool_calls },
-        finish_reason: assembled.finish_reason,
-        usage: assembled.usage,
-        completion_tokens: assembled.completion_tokens,
-        completion_token_ids: assembled.completion_token_ids,
-        per_token_logps: assembled.per_token_logps,
-        top_logprobs: assembled.top_logprobs,
-        prompt_token_ids: assembled.prompt_token_ids,
-        n_chunks: assembled.n_chunks,
-        latency_s: secondsSince(started),
-      });
-      turns.push(turn);
+      const recorded: ProxyTurn = { ...turn, ...assembler.finish(), latency_s: secondsSince(started) };
+      turns.push(recorded);
       note(
-        `turn ${turn.turn} ${turn.kind} ${turn.upstream_status ?? '-'} ${turn.latency_s.toFixed(3)}s finish=${turn.finish_reason ?? '-'} tokens=${turn.completion_token_ids.length || turn.completion_tokens.length}` +
-          (turn.upstream_error ? ` error=${turn.upstream_error.type}: ${turn.upstream_error.message}` : ''),
+        `turn ${recorded.turn} ${recorded.kind} ${recorded.upstream_status ?? '-'} ${recorded.latency_s.toFixed(3)}s finish=${recorded.finish_reason ?? '-'} tokens=${recorded.completion_token_ids.length || recorded.completion_tokens.length}` +
+          (recorded.upstream_error ? ` error=${recorded.upstream_error.type}: ${recorded.upstream_error.message}` : ''),
       );
-      options.onTurn?.(turn);
+      options.onTurn?.(recorded);
     };
 
     // Send upstream, dropping injections the upstream refuses (e.g. return_token_ids on a non-vLLM server).

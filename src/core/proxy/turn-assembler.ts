@@ -1,28 +1,9 @@
+import type { AssembledCompletion, AssembledToolCall } from './types.js';
+
 /**
  * Rebuilds one chat completion from what the upstream sent (stream chunks or a whole response):
  * the text, reasoning and tool calls the agent saw, plus the token-level data trainers need.
  */
-
-export interface AssembledToolCall {
-  id: string | null;
-  name: string;
-  arguments: string;
-}
-
-export interface AssembledCompletion {
-  content: string;
-  reasoning: string;
-  tool_calls: AssembledToolCall[];
-  finish_reason: string | null;
-  usage: Record<string, unknown> | null;
-  /** Sampled tokens as text, from the logprobs. */
-  completion_tokens: string[];
-  completion_token_ids: number[];
-  per_token_logps: number[];
-  top_logprobs: Array<Array<{ token: string; logprob: number }>>;
-  prompt_token_ids: number[] | null;
-  n_chunks: number;
-}
 
 interface LogprobEntry {
   token?: string;
@@ -31,10 +12,10 @@ interface LogprobEntry {
 }
 
 export class TurnAssembler {
+  private content = '';
+  private reasoning = '';
   private readonly result: AssembledCompletion = {
-    content: '',
-    reasoning: '',
-    tool_calls: [],
+    response: { content: '', reasoning: '', tool_calls: [] },
     finish_reason: null,
     usage: null,
     completion_tokens: [],
@@ -72,9 +53,9 @@ export class TurnAssembler {
     this.addCommon(payload, choice);
     const delta = choice?.delta;
     if (!delta) return;
-    if (typeof delta.content === 'string') this.result.content += delta.content;
+    if (typeof delta.content === 'string') this.content += delta.content;
     const reasoning = delta.reasoning_content ?? delta.reasoning;
-    if (typeof reasoning === 'string') this.result.reasoning += reasoning;
+    if (typeof reasoning === 'string') this.reasoning += reasoning;
     for (const call of Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
       const index = typeof call.index === 'number' ? call.index : this.toolCallsByIndex.size;
       let assembled = this.toolCallsByIndex.get(index);
@@ -94,16 +75,17 @@ export class TurnAssembler {
     const choice = Array.isArray(payload?.choices) ? payload.choices[0] : undefined;
     this.addCommon(payload, choice);
     const message = choice?.message ?? {};
-    if (typeof message.content === 'string') this.result.content = message.content;
+    if (typeof message.content === 'string') this.content = message.content;
     const reasoning = message.reasoning_content ?? message.reasoning;
-    if (typeof reasoning === 'string') this.result.reasoning = reasoning;
+    if (typeof reasoning === 'string') this.reasoning = reasoning;
     for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
       this.toolCallsByIndex.set(this.toolCallsByIndex.size, { id: call.id ?? null, name: call.function?.name ?? '', arguments: call.function?.arguments ?? '' });
     }
   }
 
   finish(): AssembledCompletion {
-    this.result.tool_calls = [...this.toolCallsByIndex.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
+    const toolCalls = [...this.toolCallsByIndex.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
+    this.result.response = { content: this.content, reasoning: this.reasoning, tool_calls: toolCalls };
     return this.result;
   }
 }
