@@ -146,6 +146,16 @@ describe('recording proxy', () => {
     assert.equal(llm.requests.filter((q) => q.body.return_token_ids).length, 1, 'only the first, refused request carried it');
   });
 
+  it('passes on a 400 that is not about its injections, and keeps injecting', async () => {
+    const { proxy } = await setup({ turns: [{ error: { status: 400, message: 'This model maximum context length is 32768 tokens' } }] });
+    for (let i = 0; i < 2; i++) {
+      const response = await post(proxy, chatBody());
+      assert.equal(response.status, 400);
+      assert.match(await response.text(), /maximum context length/);
+    }
+    assert.deepEqual(proxy.turns.map((t) => t.injected.includes('return_token_ids') && t.injected.includes('logprobs')), [true, true]);
+  });
+
   it('records a malformed stream and passes the bytes on', async () => {
     const { proxy } = await setup({ turns: [{ text: 'x', malformed: true }] });
     const sse = await (await post(proxy, chatBody())).text();

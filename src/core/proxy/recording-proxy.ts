@@ -54,7 +54,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
 
-/** Fields the proxy can add, most optional first: on a 400 the proxy retries without the first still present. */
+/** Fields the proxy adds for the recording; one an upstream refuses by name (HTTP 400) is dropped for the rest of the run. */
 type Injection = 'return_token_ids' | 'logprobs';
 
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
@@ -286,6 +286,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     // Send upstream, dropping injections the upstream refuses (e.g. return_token_ids on a non-vLLM server).
     let upstreamRes: http.IncomingMessage | null = null;
     let injected: Injection[] = [];
+    let bufferedErrorBody: string | null = null;
     for (;;) {
       const prepared = injectInto(original);
       injected = prepared.injected;
@@ -302,11 +303,15 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
       }
       if (upstreamRes.statusCode === 400 && injected.length > 0) {
-        const errorBody = await readBody(upstreamRes);
-        const dropped = injected[0]!;
-        refused.add(dropped);
-        note(`upstream refused the request with ${dropped}; retrying without it: ${errorBody.toString('utf8').slice(0, 300)}`);
-        continue;
+        bufferedErrorBody = (await readBody(upstreamRes)).toString('utf8');
+        // Only a complaint about a field we added is a refusal; any other 400 is the agent's to see.
+        const dropped = injected.find((field) => bufferedErrorBody!.includes(field));
+        if (dropped) {
+          refused.add(dropped);
+          note(`upstream refused ${dropped}; retrying without it: ${bufferedErrorBody.slice(0, 300)}`);
+          bufferedErrorBody = null;
+          continue;
+        }
       }
       break;
     }
@@ -318,7 +323,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     for (const name of ['connection', 'keep-alive', 'transfer-encoding', 'content-length']) delete headers[name];
 
     if (status >= 400) {
-      const errorBody = (await readBody(upstreamRes)).toString('utf8');
+      const errorBody = bufferedErrorBody ?? (await readBody(upstreamRes)).toString('utf8');
       turn.upstream_error = { type: 'http', status, message: `HTTP ${status}`, body: errorBody.slice(0, ERROR_BODY_LIMIT) };
       finishTurn();
       if (status >= 500 && countFailure(`HTTP ${status}`)) return giveUpResponse(res, original);
