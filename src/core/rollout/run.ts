@@ -208,7 +208,7 @@ export class RolloutRunner {
 
       await phase('verify', async () => {
         if (!spec.test_script && !spec.verify?.length) {
-          // A reward file can still only come from a verifier; without one there is nothing to run.
+          // No verifier, no reward: a reward file the agent wrote itself does not count.
           return;
         }
         await prepareVerifierDir(box, signal);
