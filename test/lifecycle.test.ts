@@ -33,8 +33,7 @@ describe('nothing is left running', () => {
     await waitFor(() => !isAlive(server.pid), 10_000, 'the server to exit');
     await waitFor(() => pids.every((pid) => !isAlive(pid)), 10_000, `sandbox processes ${pids.join(',')} to end`);
     assert.deepEqual(readdirSync(sandboxRoot), [], 'sandbox directories are removed');
-    removeDir(sandboxRoot);
-    removeDir(server.home);
+    await server.close();
   });
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -106,10 +106,11 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       return result.structuredContent as any;
     },
     async close() {
-      await client.close();
-      removeDir(sandboxRoot);
-      removeDir(home);
-      removeDir(dataDir);
+      try {
+        await client.close();
+      } finally {
+        for (const dir of [sandboxRoot, home, dataDir]) removeDir(dir);
+      }
     },
   };
 }
