@@ -16,10 +16,6 @@ export class Lifecycle {
     this.cleanups.push({ name, run });
   }
 
-  get isShuttingDown(): boolean {
-    return this.shuttingDown !== null;
-  }
-
   shutdown(reason: string, exitCode = 0): Promise<never> {
     if (this.shuttingDown) return this.shuttingDown;
     this.shuttingDown = this.runCleanupsAndExit(reason, exitCode);

@@ -6,7 +6,7 @@ import { SerialQueue } from '../util/serial-queue.js';
 import { PythonInterpreter, type ExecutionOutcome } from './python/interpreter.js';
 
 export const DEFAULT_PYTHON_TIMEOUT_S = 30;
-export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 
 export interface ExecutePythonResult {
   stdout: string;

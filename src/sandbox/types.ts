@@ -115,8 +115,6 @@ export interface SandboxCreateOptions {
 /** Creates sandboxes and remembers them, so that shutdown can kill every one still alive. */
 export interface SandboxProvider {
   readonly backend: SandboxBackendName;
-  /** Human-readable isolation in effect, resolved on first use. */
-  describeIsolation(): Promise<string>;
   create(options?: SandboxCreateOptions): Promise<Sandbox>;
   killAll(): Promise<void>;
 }

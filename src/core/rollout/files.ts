@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Sandbox } from '../../sandbox/types.js';
 
-export const FILE_CONTENT_LIMIT = 64 * 1024;
-export const FILES_TOTAL_LIMIT = 1024 * 1024;
+const FILE_CONTENT_LIMIT = 64 * 1024;
+const FILES_TOTAL_LIMIT = 1024 * 1024;
 const MAX_FILES = 500;
 /** Directories whose contents are tooling, not the agent's work: named once, not walked. */
 const SKIPPED_DIRS = new Set(['.git', 'node_modules', '__pycache__', '.venv', 'venv', '.mypy_cache', '.pytest_cache', '.cache']);

@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SandboxNetwork } from '../../config.js';
@@ -228,8 +228,4 @@ export class PlainProcessIsolation implements Isolation {
     const p = path.resolve(sandboxPath);
     return isUnder(p, dirs.home) || isUnder(p, dirs.tmp) ? p : null;
   }
-}
-
-export function resourcesDirExists(dir: string): boolean {
-  return existsSync(path.join(dir, 'python', 'driver.py'));
 }

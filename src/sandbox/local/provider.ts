@@ -123,10 +123,6 @@ export class LocalSandboxProvider implements SandboxProvider {
     }
   }
 
-  async describeIsolation(): Promise<string> {
-    return (await this.setup()).isolation.name;
-  }
-
   async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
     const { host, isolation } = await this.setup();
     const python = 'error' in host.python ? null : host.python;
