@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { startRecordingProxy } from '../core/proxy/recording-proxy.js';
 
 export interface ProxyCommandOptions {
@@ -19,6 +19,8 @@ export interface ProxyCommandOptions {
  */
 export async function runProxyCommand(options: ProxyCommandOptions): Promise<void> {
   const apiKey = process.env.OPENCODE_ENV_UPSTREAM_API_KEY;
+  // Appended asynchronously: a synchronous write per turn would stall the streams the proxy is relaying.
+  const turnsLog = options.turns ? createWriteStream(options.turns, { flags: 'a' }) : null;
   const proxy = await startRecordingProxy({
     upstreamBaseUrl: options.upstream,
     ...(apiKey ? { apiKey } : {}),
@@ -29,13 +31,15 @@ export async function runProxyCommand(options: ProxyCommandOptions): Promise<voi
     maxTokensCap: options.maxTokensCap ? Number(options.maxTokensCap) : null,
     maxConsecutiveFailures: Number(options.maxFailures),
     listen: { port: Number(options.port), host: options.host },
-    onTurn: (turn) => {
-      if (options.turns) appendFileSync(options.turns, `${JSON.stringify(turn)}\n`);
-    },
+    onTurn: (turn) => turnsLog?.write(`${JSON.stringify(turn)}\n`),
   });
   process.stdout.write(`${proxy.address}/v1\n`);
   process.stderr.write(`recording proxy on ${proxy.address}/v1 -> ${options.upstream}${options.turns ? `, turns to ${options.turns}` : ''}\n`);
-  const stop = () => void proxy.close().then(() => process.exit(0));
+  const stop = () =>
+    void proxy
+      .close()
+      .then(() => new Promise<void>((resolve) => (turnsLog ? turnsLog.end(resolve) : resolve())))
+      .then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }

@@ -59,7 +59,6 @@ export class Episode {
   private interpreter: PythonInterpreter | null = null;
   /** Set when an interpreter died, so the next call can say that it runs in a fresh one. */
   private interpreterLost: string | null = null;
-  private isolation: string | null = null;
   private rollouts = { completed: 0, lastReward: null as number | null, lastTaskId: null as string | null, lastSandboxId: null as string | null };
   private readonly queue = new SerialQueue();
   /** Bumped by every reset, so work started before it can tell that its episode is over. */
@@ -79,7 +78,7 @@ export class Episode {
       last_sandbox_id: this.rollouts.lastSandboxId,
       seed: this.seed,
       sandbox_backend: this.deps.provider.backend,
-      isolation: this.isolation,
+      isolation: this.sandbox?.isolation ?? null,
       sandbox_id: this.sandbox?.id ?? null,
       python_running: this.interpreter?.alive ?? false,
     };
@@ -96,7 +95,6 @@ export class Episode {
           throw new Error('the episode was reset while its sandbox was starting');
         }
         this.sandbox = sandbox;
-        this.isolation = sandbox.isolation;
         return sandbox;
       });
       this.sandboxPromise.catch(() => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RolloutInputError } from '../core/rollout/run.js';
+import type { RolloutSpec } from '../core/rollout/types.js';
 import { defineTool, ToolInputError } from './define-tool.js';
 
 /** OpenEnv's Python client sends "" and null for parameters it was not given: treat both as unset. */
@@ -75,20 +76,17 @@ const rolloutResult = z.object({
 });
 
 /** Applies defaults and the base_url alias: the spec the core runs. */
-export function toRolloutSpec(input: RunRolloutInput) {
-  const { vllm_url, base_url, ...rest } = input;
-  const baseUrl = base_url ?? vllm_url;
+export function toRolloutSpec({ vllm_url, base_url, ...input }: RunRolloutInput): RolloutSpec {
   return {
-    ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
-    ...(baseUrl ? { base_url: baseUrl } : {}),
-    instruction: input.instruction,
+    ...input,
+    base_url: base_url ?? vllm_url,
     mode: input.mode ?? 'transparent_proxy',
     max_tokens_cap: input.max_tokens_cap ?? 4096,
     top_logprobs: input.top_logprobs ?? 5,
     agent_timeout_s: input.agent_timeout_s ?? 600,
     setup_timeout_s: input.setup_timeout_s ?? 120,
     verify_timeout_s: input.verify_timeout_s ?? 120,
-  } as import('../core/rollout/types.js').RolloutSpec;
+  };
 }
 
 export const runRolloutTool = defineTool({

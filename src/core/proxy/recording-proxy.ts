@@ -138,8 +138,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     res.end(text);
   }
 
-  /** Counts a failed upstream attempt; returns true when the proxy should give up on the upstream. */
-  function countFailure(description: string): boolean {
+  /** Books one upstream answer (status null: none came); returns true when the proxy should now give up on the upstream. */
+  function bookUpstreamOutcome(status: number | null, detail?: string): boolean {
+    if (status !== null && status < 500) {
+      consecutiveFailures = 0;
+      if (status < 400) stats.successes += 1;
+      return false;
+    }
+    const description = status === null ? `no answer: ${detail}` : `HTTP ${status}`;
     consecutiveFailures += 1;
     stats.failures += 1;
     note(`upstream failure ${consecutiveFailures}/${options.maxConsecutiveFailures}: ${description}`);
@@ -148,6 +154,19 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       note(`giving up: ${gaveUp}`);
     }
     return gaveUp !== null;
+  }
+
+  /** The agent's answer when the upstream could not be reached at all. */
+  function answerUnreachable(res: http.ServerResponse, message: string, request: Record<string, any> | null): void {
+    if (bookUpstreamOutcome(null, message)) return giveUpResponse(res, request);
+    respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
+  }
+
+  /** Upstream response headers fit to pass on (hop-by-hop ones dropped; the length too when the body is rewritten). */
+  function passableHeaders(upstreamRes: http.IncomingMessage, bodyRewritten: boolean): http.IncomingHttpHeaders {
+    const headers = { ...upstreamRes.headers };
+    for (const name of ['connection', 'keep-alive', 'transfer-encoding', ...(bodyRewritten ? ['content-length'] : [])]) delete headers[name];
+    return headers;
   }
 
   /**
@@ -191,24 +210,15 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     try {
       upstreamRes = await forward(req, body, signal);
     } catch (error) {
-      if (signal.aborted) return;
-      const message = (error as Error).message;
-      if (countFailure(`no answer: ${message}`)) return giveUpResponse(res, parseJsonObject(body));
-      return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
+      if (!signal.aborted) answerUnreachable(res, (error as Error).message, parseJsonObject(body));
+      return;
     }
     const status = upstreamRes.statusCode ?? 502;
-    if (status >= 500) {
-      if (countFailure(`HTTP ${status}`)) {
-        upstreamRes.resume();
-        return giveUpResponse(res, parseJsonObject(body));
-      }
-    } else {
-      consecutiveFailures = 0;
-      if (status < 400) stats.successes += 1;
+    if (bookUpstreamOutcome(status)) {
+      upstreamRes.resume();
+      return giveUpResponse(res, parseJsonObject(body));
     }
-    const headers = { ...upstreamRes.headers };
-    for (const name of ['connection', 'keep-alive', 'transfer-encoding']) delete headers[name];
-    res.writeHead(status, headers);
+    res.writeHead(status, passableHeaders(upstreamRes, false));
     upstreamRes.pipe(res);
   }
 
@@ -299,8 +309,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         const message = (error as Error).message;
         turn.upstream_error = { type: 'connection', message };
         finishTurn();
-        if (countFailure(`no answer: ${message}`)) return giveUpResponse(res, original);
-        return respondError(res, 502, `opencode-env proxy: upstream unreachable: ${message}`, 'upstream_unreachable');
+        return answerUnreachable(res, message, original);
       }
       if (upstreamRes.statusCode === 400 && injected.length > 0) {
         bufferedErrorBody = (await readBody(upstreamRes)).toString('utf8');
@@ -319,21 +328,18 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     turn.upstream_status = status;
     turn.ttfb_s = secondsSince(started);
     const contentType = String(upstreamRes.headers['content-type'] ?? '');
-    const headers = { ...upstreamRes.headers };
-    for (const name of ['connection', 'keep-alive', 'transfer-encoding', 'content-length']) delete headers[name];
+    const headers = passableHeaders(upstreamRes, true);
+    const givingUp = bookUpstreamOutcome(status);
 
     if (status >= 400) {
       const errorBody = bufferedErrorBody ?? (await readBody(upstreamRes)).toString('utf8');
       turn.upstream_error = { type: 'http', status, message: `HTTP ${status}`, body: errorBody.slice(0, ERROR_BODY_LIMIT) };
       finishTurn();
-      if (status >= 500 && countFailure(`HTTP ${status}`)) return giveUpResponse(res, original);
-      if (status < 500) consecutiveFailures = 0;
+      if (givingUp) return giveUpResponse(res, original);
       res.writeHead(status, headers);
       res.end(errorBody);
       return;
     }
-    consecutiveFailures = 0;
-    stats.successes += 1;
 
     if (!contentType.includes('text/event-stream')) {
       const text = (await readBody(upstreamRes)).toString('utf8');
