@@ -14,12 +14,13 @@ import path from 'node:path';
 import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { OPENCODE_HOME_FILES, opencodeArgs, opencodeEnv } from '../src/core/rollout/opencode.js';
 import { RolloutRunner } from '../src/core/rollout/run.js';
-import type { RolloutResult, RolloutSpec } from '../src/core/rollout/types.js';
+import { rolloutRequestSchema, type RolloutResult } from '../src/core/rollout/schema.js';
 import { TraceStore } from '../src/core/traces.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
-import { LocalSandboxProvider } from '../src/sandbox/local/provider.js';
+import { createSandboxProvider } from '../src/sandbox/factory.js';
+import type { SandboxProvider } from '../src/sandbox/types.js';
 import { tokenize } from '../src/scripted-llm/fake-tokens.js';
 import { loadScript } from '../src/scripted-llm/script.js';
 import { startScriptedLlm } from '../src/scripted-llm/server.js';
@@ -174,20 +175,24 @@ function machineBusySeconds(): number {
   return (total - idle) / 100; // USER_HZ
 }
 
-function runner(concurrency: number, dataDir: string): { runner: RolloutRunner; provider: LocalSandboxProvider } {
+function runner(concurrency: number, dataDir: string): { runner: RolloutRunner; provider: SandboxProvider } {
   const config = loadConfig({ ...process.env, OPENCODE_ENV_SANDBOX_DIR: scratch, OPENCODE_ENV_DATA_DIR: dataDir });
   const logger = createLogger('warn');
-  const provider = new LocalSandboxProvider({
-    sandbox: config.sandbox,
-    pythonExecutable: config.python.executable,
+  const provider = createSandboxProvider(config.sandbox, {
     resourcesDir,
-    tools: { node: process.execPath, opencode: findOpencodeBinary() },
+    hiddenPaths: [dataDir],
+    binaries: { node: process.execPath, opencode: findOpencodeBinary(config.rollouts.opencodeBinary) },
     logger,
   });
-  return {
+  const runner = new RolloutRunner({
     provider,
-    runner: new RolloutRunner({ provider, traces: new TraceStore(path.join(dataDir, 'traces')), concurrency: new Semaphore(concurrency), logger }),
-  };
+    traces: new TraceStore(path.join(dataDir, 'traces')),
+    concurrency: new Semaphore(concurrency),
+    endpoints: config.rollouts.endpoints,
+    maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
+    logger,
+  });
+  return { provider, runner };
 }
 
 async function opencodeByHand(baseUrl: string): Promise<number> {
@@ -200,7 +205,7 @@ async function opencodeByHand(baseUrl: string): Promise<number> {
   mkdirSync(workdir);
   const settings = { model: 'scripted-model', maxTokensCap: 4096, baseUrl };
   const started = performance.now();
-  const child = spawn(findOpencodeBinary(), opencodeArgs('scripted-model'), {
+  const child = spawn(findOpencodeBinary(process.env.OPENCODE_ENV_OPENCODE_BIN ?? null), opencodeArgs('scripted-model'), {
     cwd: workdir,
     env: { PATH: process.env.PATH, HOME: home, ...opencodeEnv(settings, home) },
     stdio: ['pipe', 'ignore', 'ignore'],
@@ -213,19 +218,14 @@ async function opencodeByHand(baseUrl: string): Promise<number> {
 
 async function benchRollouts(): Promise<{ overhead: string[][]; scaling: string[][] }> {
   const llm = await startScriptedLlm({ script: await loadScript(path.join(repo, 'resources/examples/fizzbuzz/script.json')) });
-  const spec: RolloutSpec = {
+  const spec = rolloutRequestSchema.parse({
     instruction: 'Write fizzbuzz.py.',
     task_id: 'bench',
     verify: ['test -f fizzbuzz.py'],
     base_url: llm.url,
     model: 'scripted-model',
-    mode: 'transparent_proxy',
-    max_tokens_cap: 4096,
-    top_logprobs: 5,
     agent_timeout_s: 300,
-    setup_timeout_s: 120,
-    verify_timeout_s: 120,
-  };
+  });
   const dataDir = path.join(scratch, 'data');
   const { runner: sequential, provider } = runner(1, dataDir);
   await sequential.run(spec); // warm-up: host probe, page cache for the opencode binary

@@ -1,88 +1,119 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { ConfigError } from './config.js';
-import { packageVersion } from './server.js';
+/**
+ * The entry point. It owns the process: it installs the signal and crash handlers, and it loads only
+ * what a command uses, because MCP hosts start `stdio` often and wait for it to answer `initialize`.
+ */
+import { ConfigError } from './errors.js';
 
-const program = new Command()
-  .name('opencode-env')
-  .description('MCP server for sandboxed coding-agent rollouts and persistent Python')
-  .version(packageVersion);
+async function serveStdio(): Promise<void> {
+  const [{ loadConfig }, { createLogger }, { createRuntime }, { serveStdio: serve }] = await Promise.all([
+    import('./config.js'),
+    import('./log.js'),
+    import('./runtime.js'),
+    import('./transports/stdio.js'),
+  ]);
+  const config = loadConfig();
+  const runtime = createRuntime(config, createLogger(config.logLevel));
+  runtime.lifecycle.installProcessHandlers();
+  await serve(runtime);
+}
 
-program
-  .command('stdio', { isDefault: true })
-  .description('serve MCP over stdin/stdout (what MCP hosts such as Claude Desktop launch)')
-  .action(async () => {
-    const [{ createRuntime }, { serveStdio }] = await Promise.all([import('./runtime.js'), import('./transports/stdio.js')]);
-    await serveStdio(createRuntime());
-  });
+async function runProgram(argv: string[]): Promise<void> {
+  const { Command } = await import('commander');
+  const { packageVersion } = await import('./version.js');
+  const program = new Command()
+    .name('opencode-env')
+    .description('MCP server for sandboxed coding-agent rollouts and persistent Python')
+    .version(packageVersion);
 
-program
-  .command('rollout')
-  .description('run one rollout of a task file on the local sandbox and print the reward')
-  .requiredOption('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')
-  .option('--scripted-llm <script>', 'answer with an offline scripted model (JSON script) instead of a real endpoint')
-  .option('--endpoint <name>', 'vllm | openai | hf_router (configured by environment variables)')
-  .option('--base-url <url>', 'OpenAI-compatible base URL ending in /v1')
-  .option('--model <name>', 'model name')
-  .option('--api-key-env <var>', 'environment variable holding the API key')
-  .option('--mode <mode>', 'transparent_proxy | black_box')
-  .option('--agent-timeout <seconds>', 'agent time limit')
-  .option('--json', 'print the full result as JSON')
-  .action(async (options) => {
-    const { runRolloutCommand } = await import('./commands/rollout.js');
-    process.exitCode = await runRolloutCommand(options);
-  });
+  program
+    .command('stdio', { isDefault: true })
+    .description('serve MCP over stdin/stdout (what MCP hosts such as Claude Desktop launch)')
+    .action(serveStdio);
 
-const traces = program.command('traces').description('stored rollout traces');
-traces
-  .command('list')
-  .description('list traces, newest first')
-  .option('--limit <n>', 'at most this many', '50')
-  .action(async (options) => (await import('./commands/traces.js')).listTraces(options));
-traces
-  .command('show <rollout_id>')
-  .description('print one trace as JSON')
-  .action(async (rolloutId: string) => {
-    process.exitCode = await (await import('./commands/traces.js')).showTrace(rolloutId);
-  });
-traces
-  .command('export')
-  .description('write JSONL for training: one rollout per line, agent turns with token ids and logprobs')
-  .option('--out <file>', 'write here instead of stdout')
-  .option('--include-failed', 'also export rollouts without a reward')
-  .option('--all-turns', 'include title and auxiliary LLM calls')
-  .action(async (options) => (await import('./commands/traces.js')).exportTraces(options));
+  program
+    .command('rollout')
+    .description('run one rollout of a task file on the local sandbox and print the reward')
+    .requiredOption('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')
+    .option('--scripted-llm <script>', 'answer with an offline scripted model (JSON script) instead of a real endpoint')
+    .option('--endpoint <name>', 'vllm | openai | hf_router (configured by environment variables)')
+    .option('--base-url <url>', 'OpenAI-compatible base URL ending in /v1')
+    .option('--model <name>', 'model name')
+    .option('--api-key-env <var>', 'environment variable holding the API key')
+    .option('--mode <mode>', 'transparent_proxy | black_box')
+    .option('--agent-timeout <seconds>', 'agent time limit')
+    .option('--json', 'print the full result as JSON, and log JSON lines on stderr')
+    .action(async (options) => {
+      const { runRolloutCommand } = await import('./commands/rollout.js');
+      process.exitCode = await runRolloutCommand(options);
+    });
 
-program
-  .command('scripted-llm')
-  .description('serve an OpenAI-compatible model that replays a script of assistant turns (for offline rollouts and tests)')
-  .requiredOption('--script <file>', 'JSON script: {"title"?, "turns": [{"text"?, "reasoning"?, "tool_calls"?, "error"?, ...}]}')
-  .option('--port <port>', 'port to listen on (0 picks a free one)', '0')
-  .option('--host <host>', 'address to bind', '127.0.0.1')
-  .option('--api-key <key>', 'require this bearer token')
-  .option('--log <file>', 'append every request received as a JSON line')
-  .action(async (options) => (await import('./commands/scripted-llm.js')).runScriptedLlm(options));
+  const traces = program.command('traces').description('stored rollout traces');
+  traces
+    .command('list')
+    .description('list traces, newest first')
+    .option('--limit <n>', 'at most this many', '50')
+    .action(async (options) => (await import('./commands/traces.js')).listTraces(options));
+  traces
+    .command('show <rollout_id>')
+    .description('print one trace as JSON')
+    .action(async (rolloutId: string) => {
+      process.exitCode = await (await import('./commands/traces.js')).showTrace(rolloutId);
+    });
+  traces
+    .command('export')
+    .description('write JSONL for training: one rollout per line, agent turns with token ids and logprobs')
+    .option('--out <file>', 'write here instead of stdout')
+    .option('--include-failed', 'also export rollouts without a reward')
+    .option('--all-turns', 'include title and auxiliary LLM calls')
+    .action(async (options) => (await import('./commands/traces.js')).exportTraces(options));
 
-program
-  .command('proxy')
-  .description('run the recording proxy on its own (upstream key from OPENCODE_ENV_UPSTREAM_API_KEY)')
-  .requiredOption('--upstream <url>', 'OpenAI-compatible base URL ending in /v1')
-  .option('--port <port>', 'port to listen on', '0')
-  .option('--host <host>', 'address to bind', '127.0.0.1')
-  .option('--turns <file>', 'append every recorded turn as a JSON line')
-  .option('--top-logprobs <n>', 'alternatives per token to request', '5')
-  .option('--disable-thinking', 'inject chat_template_kwargs.enable_thinking = false')
-  .option('--max-tokens-cap <n>', 'upper bound for max_tokens')
-  .option('--relay-only', 'forward without injecting or recording')
-  .option('--max-failures <n>', 'upstream failures in a row before answering with a non-retryable error', '3')
-  .action(async (options) => (await import('./commands/proxy.js')).runProxyCommand(options));
+  program
+    .command('mcp-config')
+    .description('print the JSON that adds this server to an MCP host (absolute paths: works from any directory)')
+    .option('--host <host>', 'claude-desktop | claude-code | cursor | vscode', 'claude-desktop')
+    .action(async (options: { host: string }) => {
+      const { runMcpConfigCommand } = await import('./commands/mcp-config.js');
+      process.exitCode = runMcpConfigCommand(options);
+    });
 
+  program
+    .command('scripted-llm')
+    .description('serve an OpenAI-compatible model that replays a script of assistant turns (for offline rollouts and tests)')
+    .requiredOption('--script <file>', 'JSON script: {"title"?, "turns": [{"text"?, "reasoning"?, "tool_calls"?, "error"?, ...}]}')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', '0')
+    .option('--host <host>', 'address to bind', '127.0.0.1')
+    .option('--api-key <key>', 'require this bearer token')
+    .option('--log <file>', 'append every request received as a JSON line')
+    .action(async (options) => (await import('./commands/scripted-llm.js')).runScriptedLlm(options));
+
+  program
+    .command('proxy')
+    .description('run the recording proxy on its own (upstream key from OPENCODE_ENV_UPSTREAM_API_KEY)')
+    .requiredOption('--upstream <url>', 'OpenAI-compatible base URL ending in /v1')
+    .option('--port <port>', 'port to listen on', '0')
+    .option('--host <host>', 'address to bind', '127.0.0.1')
+    .option('--turns <file>', 'append every recorded turn as a JSON line')
+    .option('--top-logprobs <n>', 'alternatives per token to request', '5')
+    .option('--disable-thinking', 'inject chat_template_kwargs.enable_thinking = false')
+    .option('--max-tokens-cap <n>', 'upper bound for max_tokens')
+    .option('--relay-only', 'forward without injecting or recording')
+    .option('--max-failures <n>', 'upstream failures in a row before answering with a non-retryable error', '3')
+    .action(async (options) => (await import('./commands/proxy.js')).runProxyCommand(options));
+
+  await program.parseAsync(argv, { from: 'user' });
+}
+
+const args = process.argv.slice(2);
 try {
-  await program.parseAsync(process.argv);
-} catch (error) {
-  if (error instanceof ConfigError || error instanceof Error) {
-    process.stderr.write(`opencode-env: ${error.message}\n`);
-    process.exit(error instanceof ConfigError ? 2 : 1);
+  if (args.length === 0 || (args.length === 1 && args[0] === 'stdio')) {
+    await serveStdio();
+  } else if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+    process.stdout.write(`${(await import('./version.js')).packageVersion}\n`);
+  } else {
+    await runProgram(args);
   }
-  throw error;
+} catch (error) {
+  process.stderr.write(`opencode-env: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
 }

@@ -1,11 +1,12 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { normalizeBaseUrl, type EndpointCatalog, type EndpointName } from './core/rollout/endpoints.js';
+import { ConfigError } from './errors.js';
+import type { SandboxSettings } from './sandbox/factory.js';
 
-/** Where sandbox processes may connect: `isolated` gives each command its own empty network namespace. */
-export type SandboxNetwork = 'isolated' | 'host';
-/** `auto` uses bubblewrap when it works on this machine; `bwrap` insists on it; `none` runs plain child processes. */
-export type IsolationMode = 'auto' | 'bwrap' | 'none';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const envSchema = z.object({
   OPENCODE_ENV_SANDBOX: z.enum(['local']).default('local'),
@@ -16,59 +17,100 @@ const envSchema = z.object({
   OPENCODE_ENV_LIMIT_FILE_MB: z.coerce.number().int().positive().default(1024),
   OPENCODE_ENV_LIMIT_CPU_S: z.coerce.number().int().positive().default(3600),
   OPENCODE_ENV_LIMIT_PROCESSES: z.coerce.number().int().positive().default(4096),
-  OPENCODE_ENV_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  OPENCODE_ENV_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   OPENCODE_ENV_DATA_DIR: z.string().min(1).optional(),
+  OPENCODE_ENV_OPENCODE_BIN: z.string().min(1).optional(),
   MAX_CONCURRENT_ENVS: z.coerce.number().int().positive().max(256).default(4),
   OPENCODE_ENV_UPSTREAM_MAX_FAILURES: z.coerce.number().int().positive().default(3),
   XDG_DATA_HOME: z.string().optional(),
 });
 
+/** The named LLM endpoints: which variables configure each, and the defaults (as in OpenEnv's opencode_env). */
+const ENDPOINT_VARIABLES: Record<EndpointName, { url: string; key: string; model: string; defaultUrl: string | null; defaultModel: string }> = {
+  vllm: { url: 'VLLM_URL', key: 'VLLM_API_KEY', model: 'VLLM_MODEL', defaultUrl: null, defaultModel: 'Qwen/Qwen3.5-4B' },
+  openai: {
+    url: 'OPENAI_BASE_URL',
+    key: 'OPENAI_API_KEY',
+    model: 'OPENAI_MODEL',
+    defaultUrl: 'https://api.openai.com/v1',
+    defaultModel: 'gpt-4o-mini',
+  },
+  hf_router: {
+    url: 'HF_ROUTER_BASE_URL',
+    key: 'HF_ROUTER_API_KEY',
+    model: 'HF_ROUTER_MODEL',
+    defaultUrl: 'https://router.huggingface.co/v1',
+    defaultModel: 'Qwen/Qwen3-4B-Instruct-2507:nscale',
+  },
+};
+
 export interface Config {
-  sandbox: {
-    backend: 'local';
-    isolation: IsolationMode;
-    network: SandboxNetwork;
-    /** Host directory under which each local sandbox gets its own folder. */
-    rootDir: string;
-    limits: { fileSizeBytes: number; cpuSeconds: number; processes: number };
-  };
-  python: { executable: string };
+  /** One section per sandbox backend; `backend` says which one is in use. */
+  sandbox: SandboxSettings;
   rollouts: {
     /** How many rollouts may run at once; more wait their turn. */
     maxConcurrent: number;
     /** Upstream failures in a row after which a rollout's proxy gives up. */
     upstreamMaxFailures: number;
+    /** Named LLM endpoints, validated at start-up. */
+    endpoints: EndpointCatalog;
+    /** OPENCODE_ENV_OPENCODE_BIN: another opencode binary than the opencode-ai dependency's. */
+    opencodeBinary: string | null;
   };
   /** Where traces are stored. */
   dataDir: string;
-  logLevel: z.infer<typeof envSchema>['OPENCODE_ENV_LOG_LEVEL'];
+  logLevel: LogLevel;
 }
 
-export class ConfigError extends Error {}
+/** Empty variables count as unset, as shells and .env files often leave them. */
+function present(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function endpointCatalog(env: NodeJS.ProcessEnv, problems: string[]): EndpointCatalog {
+  const entries = Object.entries(ENDPOINT_VARIABLES).map(([name, vars]) => {
+    let baseUrl = present(env[vars.url]) ?? vars.defaultUrl;
+    if (baseUrl !== null) {
+      const checked = normalizeBaseUrl(baseUrl);
+      if ('problem' in checked) problems.push(`${vars.url}: ${checked.problem}`);
+      else baseUrl = checked.url;
+    }
+    return [name, { baseUrl, apiKey: present(env[vars.key]) ?? '', model: present(env[vars.model]) ?? vars.defaultModel, urlVariable: vars.url }];
+  });
+  return Object.fromEntries(entries) as EndpointCatalog;
+}
 
 /** Reads every setting from the environment once, so a typo fails at start-up with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
-  }
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+  const endpoints = endpointCatalog(env, problems);
+  if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
   const e = parsed.data;
   return {
     sandbox: {
       backend: e.OPENCODE_ENV_SANDBOX,
-      isolation: e.OPENCODE_ENV_ISOLATION,
-      network: e.OPENCODE_ENV_SANDBOX_NETWORK,
-      rootDir: path.resolve(e.OPENCODE_ENV_SANDBOX_DIR ?? os.tmpdir()),
-      limits: {
-        fileSizeBytes: e.OPENCODE_ENV_LIMIT_FILE_MB * 1024 * 1024,
-        cpuSeconds: e.OPENCODE_ENV_LIMIT_CPU_S,
-        processes: e.OPENCODE_ENV_LIMIT_PROCESSES,
+      local: {
+        isolation: e.OPENCODE_ENV_ISOLATION,
+        network: e.OPENCODE_ENV_SANDBOX_NETWORK,
+        rootDir: path.resolve(e.OPENCODE_ENV_SANDBOX_DIR ?? os.tmpdir()),
+        limits: {
+          fileSizeBytes: e.OPENCODE_ENV_LIMIT_FILE_MB * 1024 * 1024,
+          cpuSeconds: e.OPENCODE_ENV_LIMIT_CPU_S,
+          processes: e.OPENCODE_ENV_LIMIT_PROCESSES,
+        },
+        pythonExecutable: e.OPENCODE_ENV_PYTHON,
       },
     },
-    python: { executable: e.OPENCODE_ENV_PYTHON },
-    rollouts: { maxConcurrent: e.MAX_CONCURRENT_ENVS, upstreamMaxFailures: e.OPENCODE_ENV_UPSTREAM_MAX_FAILURES },
-    dataDir: path.resolve(e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env')),
+    rollouts: {
+      maxConcurrent: e.MAX_CONCURRENT_ENVS,
+      upstreamMaxFailures: e.OPENCODE_ENV_UPSTREAM_MAX_FAILURES,
+      endpoints,
+      opencodeBinary: e.OPENCODE_ENV_OPENCODE_BIN ? path.resolve(e.OPENCODE_ENV_OPENCODE_BIN) : null,
+    },
+    dataDir: path.resolve(
+      e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env'),
+    ),
     logLevel: e.OPENCODE_ENV_LOG_LEVEL,
   };
 }

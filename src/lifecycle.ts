@@ -2,23 +2,77 @@ import type { Logger } from './log.js';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
+interface Cleanup {
+  name: string;
+  run: () => Promise<void>;
+}
+
 /**
- * Owns process exit: every resource registers its cleanup here, and every way out (client gone,
- * signal, crash) runs them all, once, under a deadline, before the process exits.
+ * A set of cleanups that run together, last registered first (later ones depend on earlier ones: a
+ * server before its sandboxes). A scope can be closed on its own, when what it owns ends (a session),
+ * and then leaves nothing behind in its parent; whatever is still open runs at shutdown.
  */
-export class Lifecycle {
-  private readonly cleanups: Array<{ name: string; run: () => Promise<void> }> = [];
+export class CleanupScope {
+  private readonly cleanups = new Set<Cleanup>();
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    readonly name: string,
+    protected readonly logger: Logger,
+  ) {}
+
+  /** Registers a cleanup; the returned function drops it without running it. */
+  onShutdown(name: string, run: () => Promise<void>): () => void {
+    const cleanup = { name, run };
+    this.cleanups.add(cleanup);
+    return () => void this.cleanups.delete(cleanup);
+  }
+
+  /** A child scope, closed with this one unless it is closed first (which also unregisters it here). */
+  openScope(name: string): CleanupScope {
+    const child = new CleanupScope(name, this.logger);
+    const unregister = this.onShutdown(name, () => child.close());
+    child.onClosed = unregister;
+    return child;
+  }
+
+  /** How many cleanups are registered: what a long-running server must keep bounded. */
+  get size(): number {
+    return this.cleanups.size;
+  }
+
+  private onClosed: (() => void) | null = null;
+
+  /** Runs every cleanup once, in reverse order; a failing one is logged and the rest still run. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.onClosed?.();
+      for (const cleanup of [...this.cleanups].reverse()) {
+        this.cleanups.delete(cleanup);
+        try {
+          await cleanup.run();
+        } catch (error) {
+          this.logger.error({ err: error, cleanup: cleanup.name, scope: this.name }, 'cleanup failed');
+        }
+      }
+    })();
+    return this.closing;
+  }
+}
+
+/**
+ * Owns process exit: every resource registers its cleanup here (or in a session's scope), and every way
+ * out (client gone, signal, crash) runs them all, once, under a deadline, before the process exits.
+ */
+export class Lifecycle extends CleanupScope {
   private shuttingDown: Promise<never> | null = null;
 
-  constructor(private readonly logger: Logger) {}
-
-  onShutdown(name: string, run: () => Promise<void>): void {
-    this.cleanups.push({ name, run });
+  constructor(logger: Logger) {
+    super('process', logger);
   }
 
   shutdown(reason: string, exitCode = 0): Promise<never> {
-    if (this.shuttingDown) return this.shuttingDown;
-    this.shuttingDown = this.runCleanupsAndExit(reason, exitCode);
+    this.shuttingDown ??= this.runCleanupsAndExit(reason, exitCode);
     return this.shuttingDown;
   }
 
@@ -27,22 +81,13 @@ export class Lifecycle {
     await Promise.resolve();
     this.logger.info({ reason }, 'shutting down');
     const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), SHUTDOWN_DEADLINE_MS).unref());
-    // Later registrations depend on earlier ones (server before sandboxes), so undo in reverse.
-    const all = (async () => {
-      for (const cleanup of [...this.cleanups].reverse()) {
-        try {
-          await cleanup.run();
-        } catch (error) {
-          this.logger.error({ err: error, cleanup: cleanup.name }, 'cleanup failed');
-        }
-      }
-    })();
-    if ((await Promise.race([all, deadline])) === 'deadline') {
+    if ((await Promise.race([this.close(), deadline])) === 'deadline') {
       this.logger.error('cleanup did not finish in time; exiting anyway');
     }
     process.exit(exitCode);
   }
 
+  /** Signals and crashes end the process through `shutdown`. Called by the CLI entry, which owns the process. */
   installProcessHandlers(): void {
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       process.on(signal, () => void this.shutdown(`received ${signal}`, signal === 'SIGINT' ? 130 : 143));

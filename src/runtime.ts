@@ -1,16 +1,16 @@
 import path from 'node:path';
-import { loadConfig, type Config } from './config.js';
+import type { Config } from './config.js';
 import { findOpencodeBinary } from './core/rollout/opencode-binary.js';
 import { RolloutRunner } from './core/rollout/run.js';
 import { TraceStore } from './core/traces.js';
 import { Lifecycle } from './lifecycle.js';
-import { createLogger, type Logger } from './log.js';
+import type { Logger } from './log.js';
 import { resourcesDir } from './paths.js';
-import { LocalSandboxProvider } from './sandbox/local/provider.js';
-import type { SandboxProvider, SandboxTool } from './sandbox/types.js';
+import { createSandboxProvider } from './sandbox/factory.js';
+import type { SandboxBinary, SandboxProvider } from './sandbox/types.js';
 import { Semaphore } from './util/semaphore.js';
 
-/** The process-wide parts every transport shares: settings, logging, sandboxes, rollouts, traces and exit handling. */
+/** The process-wide parts every transport and session shares: settings, logging, sandboxes, rollouts, traces and exit handling. */
 export interface Runtime {
   config: Config;
   logger: Logger;
@@ -20,35 +20,25 @@ export interface Runtime {
   lifecycle: Lifecycle;
 }
 
-export function createRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
-  const config = loadConfig(env);
-  const logger = createLogger(config.logLevel);
+export function createRuntime(config: Config, logger: Logger): Runtime {
   const lifecycle = new Lifecycle(logger);
-  const tools: Partial<Record<SandboxTool, string>> = { node: process.execPath };
+  const binaries: Partial<Record<SandboxBinary, string>> = { node: process.execPath };
   try {
-    tools.opencode = findOpencodeBinary(env.OPENCODE_ENV_OPENCODE_BIN);
+    binaries.opencode = findOpencodeBinary(config.rollouts.opencodeBinary);
   } catch (error) {
     logger.warn({ problem: (error as Error).message }, 'run_rollout will be unavailable');
   }
   const traces = new TraceStore(path.join(config.dataDir, 'traces'));
-  const provider = new LocalSandboxProvider({
-    sandbox: config.sandbox,
-    pythonExecutable: config.python.executable,
-    resourcesDir,
-    hiddenPaths: [config.dataDir],
-    tools,
-    logger,
-  });
+  const provider = createSandboxProvider(config.sandbox, { resourcesDir, hiddenPaths: [config.dataDir], binaries, logger });
   const rollouts = new RolloutRunner({
     provider,
     traces,
     concurrency: new Semaphore(config.rollouts.maxConcurrent),
     maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
+    endpoints: config.rollouts.endpoints,
     logger,
-    env,
   });
   // Registered first so it runs last: whatever sessions leave behind is killed here.
   lifecycle.onShutdown('sandboxes', () => provider.killAll());
-  lifecycle.installProcessHandlers();
   return { config, logger, provider, traces, rollouts, lifecycle };
 }

@@ -20,15 +20,29 @@ describe('episodes: reset and get_state', () => {
       assert.equal(tool.inputSchema.type, 'object');
       assert.equal((tool.inputSchema as { additionalProperties?: unknown }).additionalProperties, false, `${tool.name} rejects unknown fields`);
       assert.equal(tool.outputSchema?.type, 'object');
+      assert.ok((tool.outputSchema as { title?: string }).title, `${tool.name}'s output schema has a title`);
+      const undescribed = Object.entries(tool.outputSchema?.properties ?? {}).filter(([, schema]) => !(schema as { description?: string }).description);
+      assert.deepEqual(undescribed.map(([field]) => field), [], `every field of ${tool.name}'s output is described`);
     }
+  });
+
+  it('advertises only what it does: a fixed tool list, trace resources that change, and logging', () => {
+    const capabilities = server.client.getServerCapabilities();
+    assert.deepEqual(capabilities?.tools, {}, 'the tool list never changes, so no listChanged');
+    assert.equal(capabilities?.resources?.listChanged, true, 'the trace list changes after every rollout');
+    assert.deepEqual(capabilities?.logging, {});
   });
 
   it('creates the sandbox lazily and counts steps', async () => {
     const initial = await server.callOk('get_state');
     assert.equal(initial.step_count, 0);
+    assert.equal(initial.last_exit_code, null, 'no call has run yet');
     assert.equal(initial.sandbox_id, null);
     assert.equal(initial.python_running, false);
     assert.equal(initial.sandbox_backend, 'local');
+    assert.ok(['bubblewrap', 'none'].includes(initial.isolation), `the backend's real isolation before any sandbox exists: ${initial.isolation}`);
+    assert.equal(initial.rollouts_completed, 0);
+    assert.equal(initial.rollouts_cancelled, 0);
     assert.equal(readdirSync(server.sandboxRoot).length, 0, 'no sandbox before first use');
 
     await server.callOk('execute_python', { code: 'a = 1' });
@@ -52,7 +66,7 @@ describe('episodes: reset and get_state', () => {
     assert.equal(state.episode_id, 'episode-two');
     assert.equal(state.seed, 7);
     assert.equal(state.step_count, 0);
-    assert.equal(state.last_exit_code, 0);
+    assert.equal(state.last_exit_code, null);
     assert.equal(state.sandbox_id, null);
     assert.ok(!existsSync(oldDir), 'the old sandbox directory is deleted');
 
@@ -70,7 +84,8 @@ describe('episodes: reset and get_state', () => {
     await server.callOk('reset', { seed: 1234 });
     const second = await server.callOk('execute_python', { code: 'import random\n[random.random() for _ in range(3)]' });
     assert.equal(first.stdout, second.stdout);
-    await server.callOk('reset');
+    // OpenEnv's Python client sends null and "" for what it was not given: they mean "not given".
+    await server.callOk('reset', { seed: null, episode_id: '' });
     const unseeded = await server.callOk('get_state');
     assert.equal(unseeded.seed, null);
     assert.match(unseeded.episode_id, /^[0-9a-f-]{36}$/);

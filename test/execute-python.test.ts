@@ -70,9 +70,8 @@ describe('execute_python over MCP stdio', () => {
 
   it('interrupts code that exceeds timeout_s and keeps the state', async () => {
     await run('survivor = "still here"');
-    const started = Date.now();
-    const result = await run('import time\ntime.sleep(60)', { timeout_s: 1 });
-    assert.ok(Date.now() - started < 10_000, 'returned soon after the timeout');
+    const result = await run("import time\ntime.sleep(60)\nprint('slept through')", { timeout_s: 1 });
+    assert.equal(result.stdout, '', 'interrupted before the sleep could finish');
     assert.equal(result.exit_code, 1);
     assert.equal(result.timed_out, true);
     assert.equal(result.state_lost, false);

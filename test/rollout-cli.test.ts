@@ -33,7 +33,8 @@ describe('opencode-env rollout (the README main job) and traces', () => {
     assert.match(stdout, /^reward: +1\.00$/m);
     assert.match(stdout, /^turns: +4 LLM turns \(3 agent steps\)$/m);
     assert.match(stdout, /^files: +fizzbuzz\.py$/m);
-    assert.match(stderr, /phase: agent/);
+    assert.match(stderr, /^\[ *\d+\.\d s\] phase: agent$/m, 'progress a person can read');
+    assert.doesNotMatch(stderr, /^\{/m, 'no JSON log lines mixed in');
   });
 
   it('lists and exports the stored traces as JSONL for training', async () => {
@@ -67,5 +68,21 @@ describe('opencode-env rollout (the README main job) and traces', () => {
       run(process.execPath, [cliPath, 'rollout', '--task', bad, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'], { cwd: repoRoot, env }),
       (error: { stderr: string; code: number }) => /max_tokens_cap/.test(error.stderr) && error.code === 1,
     );
+  });
+
+  it('with --json prints the full result as JSON and logs JSON lines', async () => {
+    const task = path.join(dataDir, 'setup-fails.json');
+    writeFileSync(task, JSON.stringify({ instruction: 'x', task_id: 'json-mode', setup: ['echo nope >&2; exit 5'], verify: ['true'] }));
+    const failed = await run(process.execPath, [cliPath, 'rollout', '--json', '--task', task, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'], { cwd: repoRoot, env }).catch(
+      (error: { stdout: string; stderr: string; code: number }) => error,
+    );
+    assert.equal((failed as { code?: number }).code, 1, 'a rollout with an error exits 1');
+    const result = JSON.parse(failed.stdout);
+    assert.equal(result.task_id, 'json-mode');
+    assert.equal(result.error_kind, 'setup');
+    assert.equal(result.reward, null);
+    const lines = failed.stderr.trim().split('\n');
+    assert.ok(lines.length > 0 && lines.every((line) => JSON.parse(line).name === 'opencode-env'), failed.stderr);
+    assert.ok(lines.some((line) => JSON.parse(line).progress === 'phase: setup'));
   });
 });

@@ -33,15 +33,16 @@ describe('run_rollout when things go wrong', () => {
     await Promise.all([server.close(), llm.close()]);
   });
 
-  it('an upstream answering 500 gives reward null and an error, quickly, with each attempt recorded', async () => {
+  it('an upstream answering 500 gives reward null and an error, after exactly 3 attempts, each recorded', async () => {
     const down = await startScripted({ turns: [{ text: 'unused' }], error: { status: 500, message: 'model crashed' } });
     try {
-      const started = Date.now();
       const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: down.url, model: 'scripted-model' });
       assert.equal(r.reward, null);
+      assert.equal(r.error_kind, 'upstream');
       assert.match(r.error, /LLM endpoint unavailable: the LLM endpoint failed 3 times in a row \(last: HTTP 500\)/);
-      assert.ok(Date.now() - started < 60_000, 'the proxy gives up instead of letting opencode retry for minutes');
-      assert.ok(r.proxy_turns.length >= 3);
+      const attempts = down.requests.filter((q) => q.path === '/v1/chat/completions').length;
+      assert.equal(attempts, 3, 'the proxy gives up instead of letting opencode retry for minutes');
+      assert.equal(r.proxy_turns.length, 3);
       for (const turn of r.proxy_turns) {
         assert.equal(turn.upstream_status, 500);
         assert.equal(turn.upstream_error.type, 'http');
@@ -57,6 +58,7 @@ describe('run_rollout when things go wrong', () => {
     const port = await closedPort();
     const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: `http://127.0.0.1:${port}/v1`, model: 'scripted-model' });
     assert.equal(r.reward, null);
+    assert.equal(r.error_kind, 'upstream');
     assert.match(r.error, /LLM endpoint unavailable/);
     assert.ok(r.proxy_turns.every((t: any) => t.upstream_status === null && t.upstream_error.type === 'connection'));
   });
@@ -71,6 +73,7 @@ describe('run_rollout when things go wrong', () => {
       model: 'scripted-model',
     });
     assert.equal(r.reward, null);
+    assert.equal(r.error_kind, 'verifier');
     assert.match(r.error, /verifier command 2 was killed after verify_timeout_s = 1 s: sleep 60/);
     assert.equal(r.verify_results[1].timed_out, true);
     assert.equal(r.verify_results[1].exit_code, null);
@@ -81,15 +84,10 @@ describe('run_rollout when things go wrong', () => {
     const before = llm.requests.length;
     const r = await server.callOk('run_rollout', { ...exampleTask(), setup: ['echo preparing', 'echo broken >&2; exit 4'], base_url: llm.url, model: 'scripted-model' });
     assert.equal(r.reward, null);
+    assert.equal(r.error_kind, 'setup');
     assert.match(r.error, /setup command 2 failed with exit code 4: echo broken >&2; exit 4\nbroken/);
     assert.equal(r.agent_exit_code, null);
     assert.equal(llm.requests.length, before, 'the agent never called the model');
-  });
-
-  it('a reward file that is not a number is an error, not a reward', async () => {
-    const r = await server.callOk('run_rollout', { ...exampleTask(), test_script: 'echo lots > $HOME/logs/verifier/reward.txt', base_url: llm.url, model: 'scripted-model' });
-    assert.equal(r.reward, null);
-    assert.match(r.error, /reward.txt does not hold a number/);
   });
 
   it('a reward file the agent planted is discarded before the verifier runs', async () => {
@@ -127,8 +125,10 @@ describe('run_rollout when things go wrong', () => {
       assert.equal(r.agent_timed_out, true);
       assert.equal(r.agent_exit_code, null);
       assert.equal(r.error, null, 'a slow agent is the agent’s failure, not the infrastructure’s');
+      assert.equal(r.error_kind, null);
       assert.equal(r.reward, 1);
-      assert.ok(r.timings.agent < 30);
+      const agentSteps = slow.requests.filter((q) => q.path === '/v1/chat/completions' && Array.isArray(q.body?.tools));
+      assert.equal(agentSteps.length, 2, 'killed during the stalled step: the model was never asked for a third');
     } finally {
       await slow.close();
     }
@@ -165,7 +165,11 @@ describe('run_rollout when things go wrong', () => {
       await waitFor(() => storedTraces(server).some((t) => t.result.task_id === 'to-cancel'), 10_000, 'the partial trace');
       const trace = storedTraces(server).find((t) => t.result.task_id === 'to-cancel')!;
       assert.equal(trace.result.error, 'cancelled');
+      assert.equal(trace.result.error_kind, 'cancelled');
       assert.equal(trace.result.reward, null);
+      const state = await server.callOk('get_state');
+      assert.equal(state.rollouts_cancelled, 1, 'counted apart from completed rollouts');
+      assert.equal(state.last_task_id === 'to-cancel', false);
     } finally {
       await stalled.close();
     }

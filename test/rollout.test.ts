@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { ResourceListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, ResourceListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { tokenize } from '../src/scripted-llm/fake-tokens.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { errorText, startServer, type RunningServer } from './helpers/server.js';
@@ -12,10 +12,12 @@ describe('run_rollout with the real opencode and a scripted model', () => {
   let llm: ScriptedLlm;
   let wrongLlm: ScriptedLlm;
   const listChanges: number[] = [];
+  const logged: string[] = [];
 
   before(async () => {
     [server, llm, wrongLlm] = await Promise.all([startServer(), startScripted(exampleScript('script.json')), startScripted(exampleScript('script-wrong.json'))]);
     server.client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void listChanges.push(Date.now()));
+    server.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void (n.params.logger === 'run_rollout' && logged.push(String(n.params.data))));
   });
   after(async () => {
     await Promise.all([server.close(), llm.close(), wrongLlm.close()]);
@@ -33,6 +35,7 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     assert.deepEqual(JSON.parse(result.content[0]!.text), r, 'the text content is the same JSON, for OpenEnv clients');
 
     assert.equal(r.error, null);
+    assert.equal(r.error_kind, null);
     assert.equal(r.reward, 1);
     assert.equal(r.task_id, 'fizzbuzz');
     assert.equal(r.agent_exit_code, 0);
@@ -74,6 +77,7 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     assert.ok(progress.includes('phase: agent'));
     assert.ok(progress.includes('phase: verify'));
     assert.ok(progress.some((m) => /^LLM turn \d+ \(agent\): tool_calls/.test(m)), progress.join('\n'));
+    assert.deepEqual(logged, progress, 'the same messages arrive as info log notifications');
 
     const state = await server.callOk('get_state');
     assert.equal(state.rollouts_completed, 1);
@@ -101,24 +105,28 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     await assert.rejects(server.client.readResource({ uri: 'opencode-env://traces/rollout-does-not-exist' }), /not found/i);
   });
 
-  it('scores a wrong solution 0.0', async () => {
-    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: wrongLlm.url, model: 'scripted-model' });
-    assert.equal(r.error, null);
-    assert.equal(r.reward, 0);
-    assert.notEqual(r.verify_results[0].exit_code, 0);
-    assert.match(r.verify_results[0].stderr, /wrong output/);
+  // One rollout per reward source; the precedence rules between them are unit-tested (test/unit/reward.test.ts).
+  it('takes the reward from reward.txt', async () => {
+    const r = await server.callOk('run_rollout', {
+      ...exampleTask(),
+      base_url: llm.url,
+      model: 'scripted-model',
+      test_script: null,
+      verify: ['exit 1', 'echo 0.25 > /home/user/logs/verifier/reward.txt'],
+    });
+    assert.equal(r.reward, 0.25);
+    assert.equal(r.error_kind, null);
   });
 
-  it('takes the reward from reward.txt, then reward.json, over the exit codes', async () => {
-    const base = { ...exampleTask(), base_url: llm.url, model: 'scripted-model' };
-    const fromTxt = await server.callOk('run_rollout', { ...base, verify: ['exit 1', 'echo 0.25 > /home/user/logs/verifier/reward.txt'] });
-    assert.equal(fromTxt.reward, 0.25);
-    const fromJson = await server.callOk('run_rollout', {
-      ...base,
+  it('takes the reward and named rewards from reward.json', async () => {
+    const r = await server.callOk('run_rollout', {
+      ...exampleTask(),
+      base_url: llm.url,
+      model: 'scripted-model',
       test_script: 'echo \'{"reward": 0.75, "tests_passed": 3, "style": 0.5, "note": "text is ignored"}\' > "$HOME/logs/verifier/reward.json"; exit 1',
     });
-    assert.equal(fromJson.reward, 0.75);
-    assert.deepEqual(fromJson.rewards, { tests_passed: 3, style: 0.5 });
+    assert.equal(r.reward, 0.75);
+    assert.deepEqual(r.rewards, { tests_passed: 3, style: 0.5 });
   });
 
   it('scores verify commands as passed / total, and stages files and runs setup first', async () => {
@@ -129,7 +137,6 @@ describe('run_rollout with the real opencode and a scripted model', () => {
       model: 'scripted-model',
       files: { 'data/expected.txt': 'Fizz\n', 'notes.md': '# notes\n' },
       setup: ['test -f data/expected.txt', 'echo prepared > setup-marker.txt'],
-      test_script: undefined,
       verify: ['test -f fizzbuzz.py', 'grep -q prepared setup-marker.txt', 'test -f missing-file.txt'],
     });
     assert.equal(r.error, null);
@@ -143,16 +150,20 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     const r = await server.callOk('run_rollout', { instruction: 'Write fizzbuzz.py.', base_url: llm.url, model: 'scripted-model' });
     assert.equal(r.reward, null);
     assert.equal(r.error, null);
+    assert.equal(r.error_kind, null);
     assert.equal(r.verify_results.length, 0);
   });
 
-  it('black_box mode relays the traffic without recording turns', async () => {
-    const before = llm.requests.length;
-    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: llm.url, model: 'scripted-model', mode: 'black_box' });
-    assert.equal(r.reward, 1);
+  it('black_box mode relays the traffic without recording turns, and a wrong solution scores 0.0', async () => {
+    const before = wrongLlm.requests.length;
+    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: wrongLlm.url, model: 'scripted-model', mode: 'black_box' });
+    assert.equal(r.error, null);
+    assert.equal(r.reward, 0);
+    assert.notEqual(r.verify_results[0].exit_code, 0);
+    assert.match(r.verify_results[0].stderr, /wrong output/);
     assert.equal(r.mode, 'black_box');
     assert.deepEqual(r.proxy_turns, []);
-    const received = llm.requests.slice(before).filter((q) => q.path === '/v1/chat/completions');
+    const received = wrongLlm.requests.slice(before).filter((q) => q.path === '/v1/chat/completions');
     assert.ok(received.length >= 4);
     assert.ok(received.every((q) => q.body.logprobs === undefined && q.body.return_token_ids === undefined), 'nothing was injected');
   });
@@ -170,5 +181,14 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     assert.match(errorText(noVllmUrl), /VLLM_URL/);
     const seedStyle = await server.call('run_rollout', { instruction: '', base_url: llm.url, model: 'm' });
     assert.match(errorText(seedStyle), /instruction/);
+  });
+
+  it('honours logging/setLevel: above info, a rollout sends no log notifications', async () => {
+    await server.client.setLoggingLevel('warning');
+    const before = logged.length;
+    const r = await server.callOk('run_rollout', { ...exampleTask(), setup: ['exit 3'], base_url: llm.url, model: 'scripted-model' });
+    assert.equal(r.error_kind, 'setup');
+    assert.equal(logged.length, before);
+    await server.client.setLoggingLevel('info');
   });
 });

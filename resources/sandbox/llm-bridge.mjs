@@ -3,9 +3,9 @@
 //
 //   node llm-bridge.mjs <unix-socket> <placeholder> -- <command> [args...]
 //
-// Listens on a free loopback port, replaces <placeholder> with that port in the environment's values
-// (e.g. in OPENCODE_CONFIG_CONTENT), runs the command with this process's stdin/stdout/stderr, and
-// exits with the command's status (128 + signal number when it was killed).
+// Listens on a free loopback port, replaces <placeholder> with that port in the command's arguments and
+// the environment's values (e.g. in OPENCODE_CONFIG_CONTENT), runs the command with this process's
+// stdin/stdout/stderr, and exits with the command's status (128 + signal number when it was killed).
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
@@ -29,8 +29,9 @@ const server = net.createServer((client) => {
 });
 server.listen(0, '127.0.0.1', () => {
   const port = String(server.address().port);
-  const env = Object.fromEntries(Object.entries(process.env).map(([key, value]) => [key, value?.split(placeholder).join(port)]));
-  const child = spawn(command, args, { stdio: 'inherit', env });
+  const fill = (value) => value?.split(placeholder).join(port);
+  const env = Object.fromEntries(Object.entries(process.env).map(([key, value]) => [key, fill(value)]));
+  const child = spawn(command, args.map(fill), { stdio: 'inherit', env });
   child.on('error', (error) => {
     process.stderr.write(`llm-bridge: cannot run ${command}: ${error.message}\n`);
     process.exit(127);

@@ -1,39 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import { SandboxError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Sandbox, SandboxProvider } from '../sandbox/types.js';
 import { SerialQueue } from '../util/serial-queue.js';
+import type { EpisodeState } from './episode-schema.js';
 import { PythonInterpreter, type ExecutionOutcome } from './python/interpreter.js';
+import { DEFAULT_PYTHON_TIMEOUT_S, type ExecutePythonResult } from './python/schema.js';
+import type { RolloutResult } from './rollout/schema.js';
 
-export const DEFAULT_PYTHON_TIMEOUT_S = 30;
 const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
-
-export interface ExecutePythonResult {
-  stdout: string;
-  stderr: string;
-  /** 0 on success, the code passed to sys.exit(), or 1 on an exception, timeout or interpreter crash. */
-  exit_code: number;
-  timed_out: boolean;
-  /** True when names defined by earlier calls are gone: the interpreter was restarted before or during this call. */
-  state_lost: boolean;
-  /** Explains a restart, a timeout or a reset, when one happened. */
-  notice: string | null;
-}
-
-export interface EpisodeState {
-  episode_id: string;
-  step_count: number;
-  last_exit_code: number;
-  rollouts_completed: number;
-  last_reward: number | null;
-  last_task_id: string | null;
-  last_sandbox_id: string | null;
-  seed: number | null;
-  sandbox_backend: string;
-  isolation: string | null;
-  sandbox_id: string | null;
-  python_running: boolean;
-}
 
 export interface EpisodeDeps {
   provider: SandboxProvider;
@@ -41,9 +17,19 @@ export interface EpisodeDeps {
 }
 
 export interface ResetOptions {
-  seed?: number;
-  episodeId?: string;
+  seed?: number | undefined;
+  episodeId?: string | undefined;
 }
+
+interface RolloutCounters {
+  completed: number;
+  cancelled: number;
+  lastReward: number | null;
+  lastTaskId: string | null;
+  lastSandboxId: string | null;
+}
+
+const NO_ROLLOUTS: RolloutCounters = { completed: 0, cancelled: 0, lastReward: null, lastTaskId: null, lastSandboxId: null };
 
 /**
  * One episode: a lazily created sandbox, a persistent Python interpreter inside it, and counters.
@@ -53,13 +39,13 @@ export class Episode {
   private episodeId: string = randomUUID();
   private seed: number | null = null;
   private stepCount = 0;
-  private lastExitCode = 0;
+  private lastExitCode: number | null = null;
   private sandbox: Sandbox | null = null;
   private sandboxPromise: Promise<Sandbox> | null = null;
   private interpreter: PythonInterpreter | null = null;
   /** Set when an interpreter died, so the next call can say that it runs in a fresh one. */
   private interpreterLost: string | null = null;
-  private rollouts = { completed: 0, lastReward: null as number | null, lastTaskId: null as string | null, lastSandboxId: null as string | null };
+  private rollouts: RolloutCounters = NO_ROLLOUTS;
   private readonly queue = new SerialQueue();
   /** Bumped by every reset, so work started before it can tell that its episode is over. */
   private generation = 0;
@@ -67,32 +53,35 @@ export class Episode {
 
   constructor(private readonly deps: EpisodeDeps) {}
 
-  state(): EpisodeState {
+  /** The episode's state; the isolation is the backend's even before the episode has a sandbox. */
+  async state(): Promise<EpisodeState> {
+    const isolation = this.sandbox?.isolation ?? (await this.deps.provider.isolation());
     return {
       episode_id: this.episodeId,
       step_count: this.stepCount,
       last_exit_code: this.lastExitCode,
       rollouts_completed: this.rollouts.completed,
+      rollouts_cancelled: this.rollouts.cancelled,
       last_reward: this.rollouts.lastReward,
       last_task_id: this.rollouts.lastTaskId,
       last_sandbox_id: this.rollouts.lastSandboxId,
       seed: this.seed,
       sandbox_backend: this.deps.provider.backend,
-      isolation: this.sandbox?.isolation ?? null,
+      isolation,
       sandbox_id: this.sandbox?.id ?? null,
       python_running: this.interpreter?.alive ?? false,
     };
   }
 
   /** The episode's sandbox, created on first use. */
-  getSandbox(): Promise<Sandbox> {
-    if (this.closed) return Promise.reject(new Error('the episode is closed'));
+  private getSandbox(): Promise<Sandbox> {
+    if (this.closed) return Promise.reject(new SandboxError('the episode is closed'));
     if (!this.sandboxPromise) {
       const generation = this.generation;
-      this.sandboxPromise = this.deps.provider.create({ label: 'episode' }).then(async (sandbox) => {
+      this.sandboxPromise = this.deps.provider.create({ label: 'episode', metadata: { episode_id: this.episodeId } }).then(async (sandbox) => {
         if (this.generation !== generation || this.closed) {
           await sandbox.kill();
-          throw new Error('the episode was reset while its sandbox was starting');
+          throw new SandboxError('the episode was reset while its sandbox was starting');
         }
         this.sandbox = sandbox;
         return sandbox;
@@ -153,15 +142,25 @@ export class Episode {
     });
     if (this.generation !== generation) {
       await interpreter.shutdown();
-      throw new Error('the episode was reset while its interpreter was starting');
+      throw new SandboxError('the episode was reset while its interpreter was starting');
     }
     this.interpreter = interpreter;
     return interpreter;
   }
 
-  /** Counts a finished rollout (it ran in a sandbox of its own, not the episode's). */
-  recordRollout(result: { reward: number | null; task_id: string; sandbox_id: string }): void {
-    this.rollouts = { completed: this.rollouts.completed + 1, lastReward: result.reward, lastTaskId: result.task_id, lastSandboxId: result.sandbox_id || null };
+  /** Counts a rollout (it ran in a sandbox of its own, not the episode's); a cancelled one changes nothing else. */
+  recordRollout(result: Pick<RolloutResult, 'reward' | 'task_id' | 'sandbox_id' | 'error_kind'>): void {
+    if (result.error_kind === 'cancelled') {
+      this.rollouts = { ...this.rollouts, cancelled: this.rollouts.cancelled + 1 };
+      return;
+    }
+    this.rollouts = {
+      ...this.rollouts,
+      completed: this.rollouts.completed + 1,
+      lastReward: result.reward,
+      lastTaskId: result.task_id,
+      lastSandboxId: result.sandbox_id || null,
+    };
   }
 
   /** Starts a new episode: the old sandbox (and everything running in it) is killed first. */
@@ -170,9 +169,9 @@ export class Episode {
     this.episodeId = options.episodeId ?? randomUUID();
     this.seed = options.seed ?? null;
     this.stepCount = 0;
-    this.lastExitCode = 0;
+    this.lastExitCode = null;
     this.interpreterLost = null;
-    this.rollouts = { completed: 0, lastReward: null, lastTaskId: null, lastSandboxId: null };
+    this.rollouts = NO_ROLLOUTS;
     return this.state();
   }
 

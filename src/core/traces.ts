@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ProxyTurn } from './proxy/types.js';
-import type { RolloutResult, RolloutSpec } from './rollout/types.js';
+import type { RolloutResult, RolloutSpec } from './rollout/schema.js';
 
 /** Everything known about one rollout: what was asked, what came back, and every LLM call in full. */
 export interface TraceRecord {

@@ -1,10 +1,13 @@
+import type { Duplex } from 'node:stream';
+
 /**
  * The backend-agnostic sandbox contract. Paths are always as seen from inside the sandbox; each backend
  * maps them to wherever the files really live. Commands are argv arrays (use `bash()` for shell lines).
  */
 
 export type SandboxBackendName = 'local' | 'e2b';
-export type SandboxTool = 'opencode' | 'node';
+/** Programs the project ships or runs on, made available inside sandboxes. */
+export type SandboxBinary = 'opencode' | 'node';
 
 export interface RunOptions {
   /** Working directory inside the sandbox; defaults to the sandbox's workdir. */
@@ -55,9 +58,29 @@ export interface SandboxProcess {
   readonly pid: number;
   /** Resolves when the process (and its process tree) has ended, however that happened. */
   readonly exited: Promise<ProcessExit>;
-  write(data: string | Buffer): void;
-  endInput(): void;
+  /** Resolves once the data is handed to the process (a remote backend sends it over the network). */
+  write(data: string | Buffer): Promise<void>;
+  /** Closes the process's stdin. */
+  endInput(): Promise<void>;
   kill(): Promise<void>;
+}
+
+/**
+ * How programs inside a sandbox reach an HTTP service on the host (the recording proxy) with no network
+ * route to it: each connection they make to `url` is delivered to the handler given to `openLlmChannel`.
+ * The local backend relays a loopback port to a unix socket; a remote backend carries the bytes over its
+ * own command channel.
+ */
+export interface LlmChannel {
+  /**
+   * Base of the URLs that programs run through `command()` use, e.g. `http://127.0.0.1:<port>`. Opaque:
+   * pass it only in the arguments or environment of a `command()`, where the backend makes it valid.
+   */
+  readonly url: string;
+  /** argv that runs `argv` with the channel's in-sandbox end up for the whole run. */
+  command(argv: string[]): Promise<string[]>;
+  /** Stops accepting connections and ends the open ones. Safe to call more than once. */
+  close(): Promise<void>;
 }
 
 export interface FileEntry {
@@ -93,16 +116,13 @@ export interface Sandbox {
   resourcePath(relativePath: string): Promise<string>;
   /** Absolute path of the Python interpreter to use inside this sandbox. */
   pythonExecutable(): Promise<string>;
-  /** Absolute path inside the sandbox of a program the project ships or runs on (`opencode`, `node`). */
-  toolExecutable(tool: SandboxTool): Promise<string>;
+  /** Absolute path inside the sandbox of a program the project ships or runs on. */
+  binaryPath(binary: SandboxBinary): Promise<string>;
 
-  /**
-   * A directory shared with the host, where the host can serve unix sockets into the sandbox (the
-   * local backend's way to reach the recording proxy without a network). Null for remote sandboxes.
-   */
-  readonly hostChannel: { hostDir: string; sandboxDir: string } | null;
+  /** Opens a channel whose connections from inside the sandbox reach `accept` on the host. Closed by `kill`. */
+  openLlmChannel(accept: (connection: Duplex) => void): Promise<LlmChannel>;
 
-  /** Kills every process of the sandbox and deletes its files. Safe to call more than once. */
+  /** Kills every process of the sandbox, closes its channels and deletes its files. Safe to call more than once. */
   kill(): Promise<void>;
   readonly killed: boolean;
 }
@@ -110,11 +130,21 @@ export interface Sandbox {
 export interface SandboxCreateOptions {
   /** Appears in logs and in the sandbox id, to tie a sandbox to its episode. */
   label?: string;
+  /** The backend's template to start from (an E2B template); backends without templates ignore it. */
+  template?: string;
+  /** The sandbox is killed this long after creation, whatever runs in it. Without it, it lives until killed. */
+  lifetimeMs?: number;
+  /** Tags that identify the sandbox's owner (session, rollout), e.g. for finding orphans. */
+  metadata?: Record<string, string>;
+  /** Environment variables every process in the sandbox gets (a command's own `env` wins). */
+  env?: Record<string, string>;
 }
 
 /** Creates sandboxes and remembers them, so that shutdown can kill every one still alive. */
 export interface SandboxProvider {
   readonly backend: SandboxBackendName;
+  /** How this provider's sandboxes are isolated from the host (e.g. "bubblewrap"); may probe the host once. */
+  isolation(): Promise<string>;
   create(options?: SandboxCreateOptions): Promise<Sandbox>;
   killAll(): Promise<void>;
 }

@@ -1,7 +1,8 @@
-import { chmod, rm } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { injectFields, refusedInjection, stripInjected, type Injection, type InjectionPolicy } from './injection.js';
 import { eventData, SseSplitter } from './sse.js';
 import { TurnAssembler } from './turn-assembler.js';
 import type { AssembledCompletion, ProxyTurn, UpstreamError } from './types.js';
@@ -12,34 +13,29 @@ import type { AssembledCompletion, ProxyTurn, UpstreamError } from './types.js';
  * reassembled answer, timing, and, by asking the upstream for logprobs and token ids that the agent
  * never requested, the token-level data a trainer needs (removed again from what the agent sees).
  *
- * It knows nothing of sandboxes or MCP, so it also runs on its own (`opencode-env proxy`) where the
- * agent's sandbox cannot reach this server.
+ * It knows nothing of sandboxes or MCP: connections reach it through whatever channel a sandbox backend
+ * offers (`accept`), or over TCP when it runs on its own (`opencode-env proxy`).
  */
 
-export interface RecordingProxyOptions {
+export interface RecordingProxyOptions extends InjectionPolicy {
   /** Base URL of the real endpoint, e.g. `http://gpu-box:8000/v1`. */
   upstreamBaseUrl: string;
   /** Sent upstream as a bearer token in place of whatever the agent sent. Never recorded. */
   apiKey?: string;
   /** false: relay bytes only (black-box mode): no injection, no turns. */
   record: boolean;
-  /** top_logprobs to request; 0 asks for chosen-token logprobs only. */
-  topLogprobs: number;
-  /** Ask for token ids (vLLM's `return_token_ids`). */
-  requestTokenIds: boolean;
-  /** Inject `chat_template_kwargs.enable_thinking = false`. */
-  disableThinking: boolean;
-  /** Upper bound for `max_tokens` / `max_completion_tokens`. */
-  maxTokensCap: number | null;
   /** After this many upstream failures in a row (no answer, or 5xx), answer the agent with a non-retryable error. */
   maxConsecutiveFailures: number;
-  listen: { port: number; host?: string } | { socketPath: string };
+  /** Also listen on TCP (for the standalone proxy); without it, connections come only through `accept`. */
+  listen?: { port: number; host?: string };
   onTurn?: (turn: ProxyTurn) => void;
 }
 
 export interface RecordingProxy {
-  /** `http://host:port` for TCP listeners; the socket path for unix sockets. */
-  address: string;
+  /** `http://host:port` when listening on TCP, else null. */
+  address: string | null;
+  /** Serves one connection that arrived some other way (a sandbox backend's LLM channel). */
+  accept(connection: Duplex): void;
   readonly turns: ProxyTurn[];
   /** Set once the proxy stopped contacting a failing upstream. */
   readonly gaveUp: string | null;
@@ -53,9 +49,6 @@ export interface RecordingProxy {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length', 'accept-encoding', 'authorization']);
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
-
-/** Fields the proxy adds for the recording; one an upstream refuses by name (HTTP 400) is dropped for the rest of the run. */
-type Injection = 'return_token_ids' | 'logprobs';
 
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -222,49 +215,6 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     upstreamRes.pipe(res);
   }
 
-  function injectInto(body: Record<string, any>): { body: Record<string, any>; injected: Injection[]; extras: string[] } {
-    const out: Record<string, any> = { ...body };
-    const injected: Injection[] = [];
-    const extras: string[] = [];
-    if (options.requestTokenIds && out.return_token_ids === undefined && !refused.has('return_token_ids')) {
-      out.return_token_ids = true;
-      injected.push('return_token_ids');
-    }
-    if (out.logprobs === undefined && !refused.has('logprobs')) {
-      out.logprobs = true;
-      if (options.topLogprobs > 0) out.top_logprobs = options.topLogprobs;
-      injected.push('logprobs');
-    }
-    if (options.disableThinking) {
-      out.chat_template_kwargs = { ...(out.chat_template_kwargs ?? {}), enable_thinking: false };
-      extras.push('chat_template_kwargs.enable_thinking');
-    }
-    if (options.maxTokensCap !== null) {
-      for (const field of ['max_tokens', 'max_completion_tokens']) {
-        if (typeof out[field] === 'number' && out[field] > options.maxTokensCap) {
-          out[field] = options.maxTokensCap;
-          extras.push(field);
-        }
-      }
-      if (out.max_tokens === undefined && out.max_completion_tokens === undefined) {
-        out.max_tokens = options.maxTokensCap;
-        extras.push('max_tokens');
-      }
-    }
-    return { body: out, injected, extras };
-  }
-
-  /** Removes from a response what the agent did not ask for. Mutates and returns `payload`. */
-  function strip(payload: any, injected: Injection[]): any {
-    if (injected.length === 0 || !payload || typeof payload !== 'object') return payload;
-    if (injected.includes('return_token_ids')) delete payload.prompt_token_ids;
-    for (const choice of Array.isArray(payload.choices) ? payload.choices : []) {
-      if (injected.includes('return_token_ids')) delete choice.token_ids;
-      if (injected.includes('logprobs')) delete choice.logprobs;
-    }
-    return payload;
-  }
-
   async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, original: Record<string, any>, signal: AbortSignal): Promise<void> {
     const started = performance.now();
     const turn: Omit<ProxyTurn, keyof AssembledCompletion> = {
@@ -298,7 +248,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     let injected: Injection[] = [];
     let bufferedErrorBody: string | null = null;
     for (;;) {
-      const prepared = injectInto(original);
+      const prepared = injectFields(original, options, refused);
       injected = prepared.injected;
       turn.injected = [...prepared.injected, ...prepared.extras];
       turn.request = prepared.body;
@@ -314,7 +264,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       if (upstreamRes.statusCode === 400 && injected.length > 0) {
         bufferedErrorBody = (await readBody(upstreamRes)).toString('utf8');
         // Only a complaint about a field we added is a refusal; any other 400 is the agent's to see.
-        const dropped = injected.find((field) => bufferedErrorBody!.includes(field));
+        const dropped = refusedInjection(bufferedErrorBody, injected);
         if (dropped) {
           refused.add(dropped);
           note(`upstream refused ${dropped}; retrying without it: ${bufferedErrorBody.slice(0, 300)}`);
@@ -347,7 +297,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       try {
         const payload = JSON.parse(text);
         assembler.addResponse(payload);
-        out = injected.length > 0 ? JSON.stringify(strip(payload, injected)) : text;
+        out = injected.length > 0 ? JSON.stringify(stripInjected(payload, injected)) : text;
       } catch (error) {
         turn.upstream_error = { type: 'malformed_stream', message: `unparseable JSON response: ${(error as Error).message}`, body: text.slice(0, ERROR_BODY_LIMIT) };
       }
@@ -376,7 +326,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
           continue;
         }
         assembler.addChunk(payload);
-        out += injected.length > 0 ? `data: ${JSON.stringify(strip(payload, injected))}\n\n` : `${event}\n\n`;
+        out += injected.length > 0 ? `data: ${JSON.stringify(stripInjected(payload, injected))}\n\n` : `${event}\n\n`;
       }
       if (out) res.write(out);
     };
@@ -429,18 +379,9 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   server.keepAliveTimeout = 75_000;
   server.headersTimeout = 80_000;
 
-  let address: string;
-  if ('socketPath' in options.listen) {
-    const socketPath = options.listen.socketPath;
-    await rm(socketPath, { force: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, resolve);
-    });
-    // The sandbox user (possibly another uid) must be able to connect.
-    await chmod(socketPath, 0o666);
-    address = socketPath;
-  } else {
+  const accepted = new Set<Duplex>();
+  let address: string | null = null;
+  if (options.listen) {
     const { port, host = '127.0.0.1' } = options.listen;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -448,10 +389,17 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     });
     address = `http://${host}:${(server.address() as AddressInfo).port}`;
   }
-  note(`listening on ${address}, upstream ${upstream.origin}${upstream.pathname}, ${options.record ? 'recording' : 'relay only'}`);
+  note(`${address ? `listening on ${address}` : 'serving connections handed to it'}, upstream ${upstream.origin}${upstream.pathname}, ${options.record ? 'recording' : 'relay only'}`);
 
   return {
     address,
+    accept: (connection) => {
+      // Tracked here: the server's own connection list exists only once it listens.
+      accepted.add(connection);
+      connection.once('close', () => accepted.delete(connection));
+      // Any duplex stream works as a connection: node's HTTP server documents injecting them this way.
+      server.emit('connection', connection);
+    },
     turns,
     get gaveUp() {
       return gaveUp;
@@ -461,8 +409,10 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
+        for (const connection of accepted) connection.destroy();
         agent.destroy();
-        server.close(() => resolve());
+        if (server.listening) server.close(() => resolve());
+        else resolve();
       }),
   };
 }

@@ -11,6 +11,17 @@ interface LogprobEntry {
   top_logprobs?: Array<{ token?: string; logprob?: number }>;
 }
 
+/** vLLM started with `--return-tokens-as-token-ids` names each sampled token `token_id:<id>` in its logprobs. */
+const TOKEN_ID_TOKEN = /^token_id:(\d+)$/;
+
+/** The id a logprob token spells out, or null when it is ordinary text. */
+export function tokenIdFromLogprobToken(token: string): number | null {
+  const match = TOKEN_ID_TOKEN.exec(token);
+  return match ? Number(match[1]) : null;
+}
+
+const logprobOrNull = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+
 export class TurnAssembler {
   private content = '';
   private reasoning = '';
@@ -26,13 +37,21 @@ export class TurnAssembler {
     n_chunks: 0,
   };
   private readonly toolCallsByIndex = new Map<number, AssembledToolCall>();
+  /** Ids spelled out by the logprob tokens; null once a token was ordinary text. */
+  private idsFromLogprobTokens: number[] | null = [];
 
   private addLogprobs(logprobs: { content?: LogprobEntry[] | null } | null | undefined): void {
     for (const entry of logprobs?.content ?? []) {
-      this.result.completion_tokens.push(entry.token ?? '');
-      this.result.per_token_logps.push(typeof entry.logprob === 'number' ? entry.logprob : NaN);
+      const token = entry.token ?? '';
+      this.result.completion_tokens.push(token);
+      this.result.per_token_logps.push(logprobOrNull(entry.logprob));
+      if (this.idsFromLogprobTokens) {
+        const id = tokenIdFromLogprobToken(token);
+        if (id === null) this.idsFromLogprobTokens = null;
+        else this.idsFromLogprobTokens.push(id);
+      }
       if (entry.top_logprobs?.length) {
-        this.result.top_logprobs.push(entry.top_logprobs.map((t) => ({ token: t.token ?? '', logprob: t.logprob ?? NaN })));
+        this.result.top_logprobs.push(entry.top_logprobs.map((t) => ({ token: t.token ?? '', logprob: logprobOrNull(t.logprob) })));
       }
     }
   }
@@ -86,6 +105,11 @@ export class TurnAssembler {
   finish(): AssembledCompletion {
     const toolCalls = [...this.toolCallsByIndex.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
     this.result.response = { content: this.content, reasoning: this.reasoning, tool_calls: toolCalls };
+    // return_token_ids wins when the upstream sent both; the logprob tokens stand in when it sent only those.
+    const spelledOut = this.idsFromLogprobTokens;
+    if (this.result.completion_token_ids.length === 0 && spelledOut && spelledOut.length > 0) {
+      this.result.completion_token_ids = [...spelledOut];
+    }
     return this.result;
   }
 }

@@ -1,3 +1,4 @@
+import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { ProcessExit, Sandbox, SandboxProcess } from '../../sandbox/types.js';
 import { CappedOutput } from '../../util/capped-output.js';
@@ -27,8 +28,6 @@ export interface ExecuteOptions {
   maxOutputBytes: number;
   signal?: AbortSignal;
 }
-
-export class InterpreterStartError extends Error {}
 
 const READY_TIMEOUT_MS = 30_000;
 /** How long interrupted code gets to unwind before the interpreter is killed. */
@@ -94,7 +93,7 @@ export class PythonInterpreter {
     if (!ok) {
       await this.process.kill();
       const detail = this.driverLog.toString().trim();
-      throw new InterpreterStartError(
+      throw new SandboxError(
         `the Python interpreter did not start${this.exitInfo ? ` (exit code ${this.exitInfo.exitCode})` : ` within ${READY_TIMEOUT_MS / 1000} s`}` +
           (detail ? `: ${detail}` : ''),
       );
@@ -137,10 +136,10 @@ export class PythonInterpreter {
   }
 
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
-    if (!this.alive) throw new Error('interpreter is not running');
+    if (!this.alive) throw new SandboxError('the Python interpreter is not running');
     const id = this.nextId++;
     const replyPromise = new Promise<DriverReply | null>((resolve) => this.pending.set(id, { resolve }));
-    this.process.write(`${JSON.stringify({ op: 'exec', id, code, max_output_bytes: options.maxOutputBytes })}\n`);
+    await this.process.write(`${JSON.stringify({ op: 'exec', id, code, max_output_bytes: options.maxOutputBytes })}\n`);
 
     let stopReason: 'timeout' | 'cancelled' | null = null;
     const stopRequested = new Promise<void>((resolve) => {
@@ -163,7 +162,7 @@ export class PythonInterpreter {
     const first = await Promise.race([replyPromise, stopRequested.then(() => 'stop' as const)]);
     if (first !== 'stop') return this.outcomeFor(first, null);
 
-    this.process.write(`${JSON.stringify({ op: 'interrupt', id })}\n`);
+    await this.process.write(`${JSON.stringify({ op: 'interrupt', id })}\n`);
     let graceTimer: NodeJS.Timeout | undefined;
     const grace = new Promise<'grace-over'>((resolve) => {
       graceTimer = setTimeout(() => resolve('grace-over'), INTERRUPT_GRACE_MS);
@@ -190,7 +189,7 @@ export class PythonInterpreter {
   /** Ends the interpreter: closing its input makes the driver exit; a kill follows if it lingers. */
   async shutdown(): Promise<void> {
     if (!this.alive) return;
-    this.process.endInput();
+    await this.process.endInput();
     const exitedInTime = await Promise.race([
       this.process.exited.then(() => true),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref()),

@@ -1,15 +1,31 @@
+import { InvalidInputError } from '../../errors.js';
+
 /**
- * Which OpenAI-compatible endpoint a rollout talks to. Explicit arguments win over the named
- * endpoint's environment variables, which win over its defaults (as in OpenEnv's opencode_env).
+ * Which OpenAI-compatible endpoint a rollout talks to. Explicit arguments win over the named endpoint's
+ * settings (read from the environment at start-up), which win over its defaults (as in OpenEnv's opencode_env).
  */
 
-export type EndpointName = 'vllm' | 'openai' | 'hf_router';
+export const ENDPOINT_NAMES = ['vllm', 'openai', 'hf_router'] as const;
+export type EndpointName = (typeof ENDPOINT_NAMES)[number];
+
+/** A named endpoint as configured on the server. */
+export interface EndpointSettings {
+  /** null when the endpoint has no default and none was configured. */
+  baseUrl: string | null;
+  /** Empty when none is configured. Never logged or stored. */
+  apiKey: string;
+  model: string;
+  /** The environment variable that sets the URL, for error messages. */
+  urlVariable: string;
+}
+
+export type EndpointCatalog = Record<EndpointName, EndpointSettings>;
 
 export interface EndpointRequest {
-  endpoint?: EndpointName;
-  baseUrl?: string;
-  apiKey?: string;
-  model?: string;
+  endpoint?: EndpointName | undefined;
+  baseUrl?: string | undefined;
+  apiKey?: string | undefined;
+  model?: string | undefined;
 }
 
 export interface ResolvedEndpoint {
@@ -21,58 +37,45 @@ export interface ResolvedEndpoint {
   model: string;
 }
 
-interface CatalogEntry {
-  urlVar: string;
-  keyVar: string;
-  modelVar: string;
-  defaultUrl: string | null;
-  defaultModel: string;
-}
-
-const CATALOG: Record<EndpointName, CatalogEntry> = {
-  vllm: { urlVar: 'VLLM_URL', keyVar: 'VLLM_API_KEY', modelVar: 'VLLM_MODEL', defaultUrl: null, defaultModel: 'Qwen/Qwen3.5-4B' },
-  openai: { urlVar: 'OPENAI_BASE_URL', keyVar: 'OPENAI_API_KEY', modelVar: 'OPENAI_MODEL', defaultUrl: 'https://api.openai.com/v1', defaultModel: 'gpt-4o-mini' },
-  hf_router: {
-    urlVar: 'HF_ROUTER_BASE_URL',
-    keyVar: 'HF_ROUTER_API_KEY',
-    modelVar: 'HF_ROUTER_MODEL',
-    defaultUrl: 'https://router.huggingface.co/v1',
-    defaultModel: 'Qwen/Qwen3-4B-Instruct-2507:nscale',
-  },
-};
-
-export class EndpointError extends Error {}
-
-function validUrl(value: string, source: string): string {
+/** Checks an http(s) URL and drops trailing slashes; returns the problem instead when it is not one. */
+export function normalizeBaseUrl(value: string): { url: string } | { problem: string } {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new EndpointError(`${source} is not a valid URL: ${JSON.stringify(value)}`);
+    return { problem: `is not a valid URL: ${JSON.stringify(value)}` };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EndpointError(`${source} must be an http(s) URL, got ${url.protocol}`);
-  return value.replace(/\/+$/, '');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { problem: `must be an http(s) URL, got ${url.protocol}` };
+  return { url: value.replace(/\/+$/, '') };
 }
 
-export function resolveEndpoint(request: EndpointRequest, env: NodeJS.ProcessEnv = process.env): ResolvedEndpoint {
+function validUrl(value: string, source: string): string {
+  const checked = normalizeBaseUrl(value);
+  if ('problem' in checked) throw new InvalidInputError(`${source} ${checked.problem}`);
+  return checked.url;
+}
+
+export function resolveEndpoint(request: EndpointRequest, catalog: EndpointCatalog): ResolvedEndpoint {
   if (!request.endpoint) {
     if (!request.baseUrl || !request.model) {
-      throw new EndpointError(
+      throw new InvalidInputError(
         'no LLM endpoint: pass `endpoint` ("vllm", "openai" or "hf_router", configured by environment variables), ' +
           'or `base_url` and `model` (plus `api_key` if the endpoint needs one)',
       );
     }
     return { name: 'custom', baseUrl: validUrl(request.baseUrl, 'base_url'), apiKey: request.apiKey ?? '', model: request.model };
   }
-  const entry = CATALOG[request.endpoint];
-  const baseUrl = request.baseUrl ?? env[entry.urlVar] ?? entry.defaultUrl;
+  const settings = catalog[request.endpoint];
+  const baseUrl = request.baseUrl ?? settings.baseUrl;
   if (!baseUrl) {
-    throw new EndpointError(`endpoint "${request.endpoint}" needs a URL: set ${entry.urlVar} in the server's environment or pass base_url`);
+    throw new InvalidInputError(
+      `endpoint "${request.endpoint}" needs a URL: set ${settings.urlVariable} in the server's environment or pass base_url`,
+    );
   }
   return {
     name: request.endpoint,
-    baseUrl: validUrl(baseUrl, request.baseUrl ? 'base_url' : entry.urlVar),
-    apiKey: request.apiKey ?? env[entry.keyVar] ?? '',
-    model: request.model ?? env[entry.modelVar] ?? entry.defaultModel,
+    baseUrl: request.baseUrl ? validUrl(request.baseUrl, 'base_url') : baseUrl,
+    apiKey: request.apiKey ?? settings.apiKey,
+    model: request.model ?? settings.model,
   };
 }

@@ -25,10 +25,10 @@ function safeRead(file: string): string {
 }
 
 /**
- * The real opencode binary from the installed opencode-ai dependency (its platform package), or
- * OPENCODE_ENV_OPENCODE_BIN when set. Throws with what to do when there is none.
+ * The real opencode binary from the installed opencode-ai dependency (its platform package), or the
+ * override (OPENCODE_ENV_OPENCODE_BIN) when set. Throws with what to do when there is none.
  */
-export function findOpencodeBinary(override = process.env.OPENCODE_ENV_OPENCODE_BIN): string {
+export function findOpencodeBinary(override: string | null): string {
   if (override) {
     if (!existsSync(override)) throw new Error(`OPENCODE_ENV_OPENCODE_BIN=${override} does not exist`);
     return path.resolve(override);

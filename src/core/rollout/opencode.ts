@@ -3,8 +3,6 @@ import type { Sandbox } from '../../sandbox/types.js';
 
 /** Provider id under which opencode sees the model (`-m llm/<model>`). Not "opencode…": opencode treats those ids as its own service. */
 const PROVIDER_ID = 'llm';
-/** Replaced by the llm bridge with the loopback port it listens on. */
-export const LLM_PORT_PLACEHOLDER = '__OPENCODE_ENV_LLM_PORT__';
 /** What opencode sends as its API key: the proxy replaces it, so the real key never enters the sandbox. */
 const PLACEHOLDER_API_KEY = 'opencode-env-proxy';
 const CONTEXT_LIMIT = 131_072;
@@ -19,7 +17,7 @@ export interface OpencodeRunPlan {
 export interface OpencodeSettings {
   model: string;
   maxTokensCap: number;
-  /** OpenAI-compatible base URL opencode calls (the proxy, or a relay to it). */
+  /** OpenAI-compatible base URL opencode calls (the proxy, reached through the sandbox's LLM channel). */
   baseUrl: string;
   apiKey?: string;
   disableThinking?: boolean;
@@ -86,7 +84,7 @@ export const OPENCODE_HOME_FILES: Record<string, string> = {
  */
 export async function planOpencodeRun(sandbox: Sandbox, settings: OpencodeSettings & { instruction: string }): Promise<OpencodeRunPlan> {
   for (const [file, content] of Object.entries(OPENCODE_HOME_FILES)) await sandbox.writeFile(path.posix.join(sandbox.homeDir, file), content);
-  const opencode = await sandbox.toolExecutable('opencode');
+  const opencode = await sandbox.binaryPath('opencode');
   return { argv: [opencode, ...opencodeArgs(settings.model)], stdin: settings.instruction, env: opencodeEnv(settings, sandbox.homeDir) };
 }
 

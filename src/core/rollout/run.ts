@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sandbox, SandboxProvider } from '../../sandbox/types.js';
 import { CappedOutput } from '../../util/capped-output.js';
@@ -6,43 +7,48 @@ import type { Semaphore } from '../../util/semaphore.js';
 import { startRecordingProxy, type RecordingProxy } from '../proxy/recording-proxy.js';
 import { summarizeTurn, type ProxyTurn } from '../proxy/types.js';
 import { newRolloutId, scrubSecrets, traceUri, type TraceStore } from '../traces.js';
-import { EndpointError, resolveEndpoint, type ResolvedEndpoint } from './endpoints.js';
+import { resolveEndpoint, type EndpointCatalog, type ResolvedEndpoint } from './endpoints.js';
 import { collectWorkdirFiles, validateStagedPath } from './files.js';
-import { LLM_PORT_PLACEHOLDER, OpencodeEventCollector, planOpencodeRun } from './opencode.js';
-import type { CommandRecord, RolloutPhase, RolloutResult, RolloutSpec } from './types.js';
+import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
+import type { CommandRecord, RolloutPhase, RolloutResult, RolloutSpec } from './schema.js';
 import { computeReward, prepareVerifierDir, runShellCommand, verifierLogsDir } from './verifier.js';
 
-/** A problem with the request itself (bad endpoint, bad path): nothing was run, nothing is stored. */
-export class RolloutInputError extends Error {}
-
-/** Something outside the agent's control went wrong: the rollout gets `reward: null` and this message. */
-class InfrastructureFailure extends Error {}
-
 const TAIL_CHARS = 2000;
-const SOCKET_NAME = 'llm.sock';
+/** Slack on top of the phases' own time limits before a rollout's sandbox is killed regardless. */
+const SANDBOX_LIFETIME_SLACK_S = 300;
 
 export interface RolloutRunnerDeps {
   provider: SandboxProvider;
   traces: TraceStore;
   concurrency: Semaphore;
   logger: Logger;
-  /** Upstream failures in a row after which the proxy stops retrying (default 3). */
-  maxConsecutiveUpstreamFailures?: number;
-  env?: NodeJS.ProcessEnv;
+  /** The named endpoints, as configured at start-up. */
+  endpoints: EndpointCatalog;
+  /** Upstream failures in a row after which the proxy stops retrying. */
+  maxConsecutiveUpstreamFailures: number;
 }
 
 export interface RolloutRunOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Phase changes and LLM turns, as short human-readable messages. */
-  onProgress?: (message: string) => void;
+  onProgress?: ((message: string) => void) | undefined;
 }
 
 function tail(text: string): string {
   return text.length > TAIL_CHARS ? text.slice(-TAIL_CHARS) : text;
 }
 
-function isSuccessfulTurn(turn: ProxyTurn): boolean {
-  return turn.upstream_status !== null && turn.upstream_status < 400 && turn.upstream_error === null;
+/** Any failure of a step outside the agent's control, as an infrastructure error of that kind. */
+function asInfrastructure(kind: InfrastructureErrorKind, error: unknown): InfrastructureError {
+  if (error instanceof InfrastructureError) return error;
+  return new InfrastructureError(kind, error instanceof Error ? error.message : String(error), { cause: error });
+}
+
+/** The most a rollout can legitimately take once it has its sandbox: every phase at its time limit, plus slack. */
+function sandboxLifetimeMs(spec: RolloutSpec): number {
+  const verifiers = (spec.test_script ? 1 : 0) + (spec.verify?.length ?? 0);
+  const seconds = (spec.setup?.length ?? 0) * spec.setup_timeout_s + spec.agent_timeout_s + verifiers * spec.verify_timeout_s;
+  return (seconds + SANDBOX_LIFETIME_SLACK_S) * 1000;
 }
 
 /**
@@ -60,26 +66,13 @@ export class RolloutRunner {
     return () => this.traceListeners.delete(listener);
   }
 
-  /** Checks a spec without running anything; throws RolloutInputError naming the problem. */
+  /** Checks a spec without running anything; throws InvalidInputError naming the problem. */
   validate(spec: RolloutSpec): ResolvedEndpoint {
     for (const file of Object.keys(spec.files ?? {})) {
       const problem = validateStagedPath(file);
-      if (problem) throw new RolloutInputError(problem);
+      if (problem) throw new InvalidInputError(problem);
     }
-    try {
-      return resolveEndpoint(
-        {
-          ...(spec.endpoint ? { endpoint: spec.endpoint } : {}),
-          ...(spec.base_url ? { baseUrl: spec.base_url } : {}),
-          ...(spec.api_key ? { apiKey: spec.api_key } : {}),
-          ...(spec.model ? { model: spec.model } : {}),
-        },
-        this.deps.env,
-      );
-    } catch (error) {
-      if (error instanceof EndpointError) throw new RolloutInputError(error.message);
-      throw error;
-    }
+    return resolveEndpoint({ endpoint: spec.endpoint, baseUrl: spec.base_url, apiKey: spec.api_key, model: spec.model }, this.deps.endpoints);
   }
 
   async run(spec: RolloutSpec, options: RolloutRunOptions = {}): Promise<RolloutResult> {
@@ -113,11 +106,13 @@ export class RolloutRunner {
       agent_log_tail: '',
       proxy_log_tail: '',
       error: null,
+      error_kind: null,
       trace_uri: null,
     };
+    const cancelled = () => new InfrastructureError('cancelled', 'cancelled');
 
     const phase = async <T>(name: RolloutPhase, work: () => Promise<T>): Promise<T> => {
-      if (signal?.aborted) throw new InfrastructureFailure('cancelled');
+      if (signal?.aborted) throw cancelled();
       progress(`phase: ${name}`);
       const t0 = performance.now();
       try {
@@ -143,10 +138,21 @@ export class RolloutRunner {
         try {
           return await this.deps.concurrency.acquire(signal);
         } catch {
-          throw new InfrastructureFailure('cancelled');
+          throw cancelled();
         }
       });
-      sandbox = await phase('sandbox', () => this.deps.provider.create({ label: 'rollout' }));
+      sandbox = await phase('sandbox', () =>
+        this.deps.provider
+          .create({
+            label: 'rollout',
+            ...(spec.template ? { template: spec.template } : {}),
+            lifetimeMs: sandboxLifetimeMs(spec),
+            metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
+          })
+          .catch((error: unknown) => {
+            throw asInfrastructure('sandbox', error);
+          }),
+      );
       result.sandbox_id = sandbox.id;
       const box = sandbox;
 
@@ -161,29 +167,38 @@ export class RolloutRunner {
           for (const [index, cmd] of spec.setup!.entries()) {
             const record = await runShellCommand(box, cmd, { timeoutS: spec.setup_timeout_s, ...(signal ? { signal } : {}) });
             result.setup_results.push(record);
-            if (signal?.aborted) throw new InfrastructureFailure('cancelled');
+            if (signal?.aborted) throw cancelled();
             if (record.exit_code !== 0) {
               const how = record.timed_out ? `timed out after ${spec.setup_timeout_s} s` : `failed with exit code ${record.exit_code}`;
-              throw new InfrastructureFailure(`setup command ${index + 1} ${how}: ${cmd}${record.stderr ? `\n${tail(record.stderr.trim())}` : ''}`);
+              throw new InfrastructureError('setup', `setup command ${index + 1} ${how}: ${cmd}${record.stderr ? `\n${tail(record.stderr.trim())}` : ''}`);
             }
           }
         });
       }
 
-      proxy = await phase('proxy', () => this.startProxy(box, spec, endpoint, progress));
-      const activeProxy = proxy;
+      const started = await phase('proxy', async () => {
+        const recorder = await this.startProxy(spec, endpoint, progress);
+        proxy = recorder;
+        // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
+        const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch((error: unknown) => {
+          throw asInfrastructure('sandbox', error);
+        });
+        return { recorder, llmChannel };
+      });
+      proxy = started.recorder;
+      const activeProxy = started.recorder;
 
       await phase('agent', async () => {
-        const channel = box.hostChannel!;
-        const [node, bridge] = await Promise.all([box.toolExecutable('node'), box.resourcePath('sandbox/llm-bridge.mjs')]);
         const plan = await planOpencodeRun(box, {
           instruction: spec.instruction,
           model: endpoint.model,
           maxTokensCap: spec.max_tokens_cap,
-          baseUrl: `http://127.0.0.1:${LLM_PORT_PLACEHOLDER}/v1`,
+          baseUrl: `${started.llmChannel.url}/v1`,
           disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
+        }).catch((error: unknown) => {
+          throw asInfrastructure('sandbox', error);
         });
-        const agent = await box.run([node, bridge, path.posix.join(channel.sandboxDir, SOCKET_NAME), LLM_PORT_PLACEHOLDER, '--', ...plan.argv], {
+        const agent = await box.run(await started.llmChannel.command(plan.argv), {
           env: plan.env,
           stdin: plan.stdin,
           timeoutMs: spec.agent_timeout_s * 1000,
@@ -195,14 +210,14 @@ export class RolloutRunner {
         events.finish();
         result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;
         result.agent_timed_out = agent.timedOut;
-        if (signal?.aborted) throw new InfrastructureFailure('cancelled');
-        if (activeProxy.gaveUp) throw new InfrastructureFailure(`LLM endpoint unavailable: ${activeProxy.gaveUp}`);
+        if (signal?.aborted) throw cancelled();
+        if (activeProxy.gaveUp) throw new InfrastructureError('upstream', `LLM endpoint unavailable: ${activeProxy.gaveUp}`);
         if (agent.exitCode === 126 || agent.exitCode === 127) {
-          throw new InfrastructureFailure(`the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`);
+          throw new InfrastructureError('sandbox', `the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`);
         }
         if (!agent.timedOut && agent.exitCode !== 0 && activeProxy.stats.successes === 0) {
           const reason = activeProxy.turns.find((t) => t.upstream_error)?.upstream_error?.message ?? events.errors()[0] ?? 'no LLM call succeeded';
-          throw new InfrastructureFailure(`the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`);
+          throw new InfrastructureError('upstream', `the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`);
         }
       });
 
@@ -216,8 +231,10 @@ export class RolloutRunner {
         const runVerifier = async (cmd: string, label: string): Promise<CommandRecord> => {
           const record = await runShellCommand(box, cmd, { timeoutS: spec.verify_timeout_s, ...(signal ? { signal } : {}) });
           result.verify_results.push(record);
-          if (signal?.aborted) throw new InfrastructureFailure('cancelled');
-          if (record.timed_out) throw new InfrastructureFailure(`verifier ${label} was killed after verify_timeout_s = ${spec.verify_timeout_s} s: ${cmd.split('\n')[0]}`);
+          if (signal?.aborted) throw cancelled();
+          if (record.timed_out) {
+            throw new InfrastructureError('verifier', `verifier ${label} was killed after verify_timeout_s = ${spec.verify_timeout_s} s: ${cmd.split('\n')[0]}`);
+          }
           return record;
         };
         if (spec.test_script) {
@@ -228,7 +245,7 @@ export class RolloutRunner {
         const verify: CommandRecord[] = [];
         for (const [index, cmd] of (spec.verify ?? []).entries()) verify.push(await runVerifier(cmd, `command ${index + 1}`));
         const reward = await computeReward(box, { testScript, verify });
-        if (reward.problem) throw new InfrastructureFailure(`verifier output unusable: ${reward.problem}`);
+        if (reward.problem) throw new InfrastructureError('verifier', `verifier output unusable: ${reward.problem}`);
         result.reward = reward.reward;
         result.rewards = reward.rewards;
       });
@@ -238,9 +255,17 @@ export class RolloutRunner {
         filesCollected = true;
       });
     } catch (error) {
+      // A sandbox that failed mid-run (killed, gone) is the sandbox's failure; anything else unexpected is ours.
+      const failure = error instanceof SandboxError ? asInfrastructure('sandbox', error) : error;
       result.reward = null;
-      result.error = error instanceof InfrastructureFailure ? error.message : `internal error: ${(error as Error).message}`;
-      if (!(error instanceof InfrastructureFailure)) log.error({ err: error }, 'rollout failed unexpectedly');
+      if (failure instanceof InfrastructureError) {
+        result.error = failure.message;
+        result.error_kind = failure.kind;
+      } else {
+        result.error = `internal error: ${(error as Error).message}`;
+        result.error_kind = 'internal';
+        log.error({ err: error }, 'rollout failed unexpectedly');
+      }
     } finally {
       if (sandbox && !filesCollected && !signal?.aborted) {
         // Keep what the agent produced even when the rollout failed: it is what one debugs with.
@@ -258,15 +283,15 @@ export class RolloutRunner {
       await this.storeTrace(spec, result, proxy?.turns ?? [], createdAt, secrets, progress, log);
       result.wall_s = Math.round(performance.now() - started) / 1000;
     }
-    log.info({ reward: result.reward, error: result.error, wall_s: result.wall_s, turns: result.proxy_turns.length }, 'rollout finished');
+    log.info(
+      { reward: result.reward, error: result.error, error_kind: result.error_kind, wall_s: result.wall_s, turns: result.proxy_turns.length },
+      'rollout finished',
+    );
     // An upstream may echo the key in an error body; nothing that leaves here may carry it.
     return JSON.parse(scrubSecrets(JSON.stringify(result), secrets)) as RolloutResult;
   }
 
-  private async startProxy(sandbox: Sandbox, spec: RolloutSpec, endpoint: ResolvedEndpoint, progress: (message: string) => void): Promise<RecordingProxy> {
-    if (!sandbox.hostChannel) {
-      throw new InfrastructureFailure(`the ${sandbox.backend} backend cannot reach a proxy on this host; it needs the in-sandbox proxy`);
-    }
+  private async startProxy(spec: RolloutSpec, endpoint: ResolvedEndpoint, progress: (message: string) => void): Promise<RecordingProxy> {
     const record = spec.mode === 'transparent_proxy';
     return startRecordingProxy({
       upstreamBaseUrl: endpoint.baseUrl,
@@ -276,8 +301,7 @@ export class RolloutRunner {
       requestTokenIds: true,
       disableThinking: record && spec.disable_thinking === true,
       maxTokensCap: spec.max_tokens_cap,
-      maxConsecutiveFailures: this.deps.maxConsecutiveUpstreamFailures ?? 3,
-      listen: { socketPath: path.join(sandbox.hostChannel.hostDir, SOCKET_NAME) },
+      maxConsecutiveFailures: this.deps.maxConsecutiveUpstreamFailures,
       onTurn: (turn) =>
         progress(
           `LLM turn ${turn.turn} (${turn.kind}): ${turn.upstream_error ? `error ${turn.upstream_error.message}` : `${turn.finish_reason ?? 'no finish'}, ${turn.completion_token_ids.length || turn.completion_tokens.length} tokens, ${turn.latency_s.toFixed(2)} s`}`,
@@ -308,6 +332,7 @@ export class RolloutRunner {
       result.trace_uri = null;
       log.error({ err: error }, 'could not store the trace');
       result.error ??= `the trace could not be stored: ${(error as Error).message}`;
+      result.error_kind ??= 'internal';
     } finally {
       result.timings.trace = Math.round(performance.now() - t0) / 1000;
     }

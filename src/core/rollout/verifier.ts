@@ -1,6 +1,7 @@
 import path from 'node:path';
+import { InfrastructureError } from '../../errors.js';
 import { bash, type Sandbox } from '../../sandbox/types.js';
-import type { CommandRecord } from './types.js';
+import type { CommandRecord } from './schema.js';
 
 const OUTPUT_LIMIT = 64 * 1024;
 
@@ -37,7 +38,7 @@ export async function prepareVerifierDir(sandbox: Sandbox, signal?: AbortSignal)
     timeoutMs: 30_000,
     ...(signal ? { signal } : {}),
   });
-  if (result.exitCode !== 0) throw new Error(`could not prepare ${dir}: ${result.stderr.trim()}`);
+  if (result.exitCode !== 0) throw new InfrastructureError('verifier', `could not prepare ${dir}: ${result.stderr.trim()}`);
 }
 
 export interface RewardOutcome {
@@ -57,16 +58,19 @@ async function readOptional(sandbox: Sandbox, file: string): Promise<string | nu
   }
 }
 
+/** What the verifier left behind: its reward files (null when absent) and its commands' records. */
+export interface VerifierOutputs {
+  rewardTxt: string | null;
+  rewardJson: string | null;
+  testScript: CommandRecord | null;
+  verify: CommandRecord[];
+}
+
 /**
  * The reward, in order of precedence: a number in reward.txt; reward.json's `reward` (other numeric keys
  * become `rewards`); the test script's exit status; the share of verify commands that passed; else null.
  */
-export async function computeReward(
-  sandbox: Sandbox,
-  outcome: { testScript: CommandRecord | null; verify: CommandRecord[] },
-): Promise<RewardOutcome> {
-  const dir = verifierLogsDir(sandbox);
-  const rewardTxt = await readOptional(sandbox, path.posix.join(dir, 'reward.txt'));
+export function decideReward({ rewardTxt, rewardJson, testScript, verify }: VerifierOutputs): RewardOutcome {
   if (rewardTxt !== null) {
     const value = Number(rewardTxt.trim());
     if (rewardTxt.trim() === '' || !Number.isFinite(value)) {
@@ -74,7 +78,6 @@ export async function computeReward(
     }
     return { reward: value, rewards: {}, problem: null, source: 'reward.txt' };
   }
-  const rewardJson = await readOptional(sandbox, path.posix.join(dir, 'reward.json'));
   if (rewardJson !== null) {
     let parsed: unknown;
     try {
@@ -92,12 +95,25 @@ export async function computeReward(
     }
     return { reward: record.reward, rewards, problem: null, source: 'reward.json' };
   }
-  if (outcome.testScript) {
-    return { reward: outcome.testScript.exit_code === 0 ? 1 : 0, rewards: {}, problem: null, source: 'test_script' };
+  if (testScript) {
+    return { reward: testScript.exit_code === 0 ? 1 : 0, rewards: {}, problem: null, source: 'test_script' };
   }
-  if (outcome.verify.length > 0) {
-    const passed = outcome.verify.filter((r) => r.exit_code === 0).length;
-    return { reward: passed / outcome.verify.length, rewards: {}, problem: null, source: 'verify' };
+  if (verify.length > 0) {
+    const passed = verify.filter((r) => r.exit_code === 0).length;
+    return { reward: passed / verify.length, rewards: {}, problem: null, source: 'verify' };
   }
   return { reward: null, rewards: {}, problem: null, source: 'none' };
+}
+
+/** Reads the verifier's reward files from the sandbox and decides the reward. */
+export async function computeReward(
+  sandbox: Sandbox,
+  commands: { testScript: CommandRecord | null; verify: CommandRecord[] },
+): Promise<RewardOutcome> {
+  const dir = verifierLogsDir(sandbox);
+  const [rewardTxt, rewardJson] = await Promise.all([
+    readOptional(sandbox, path.posix.join(dir, 'reward.txt')),
+    readOptional(sandbox, path.posix.join(dir, 'reward.json')),
+  ]);
+  return decideReward({ rewardTxt, rewardJson, ...commands });
 }

@@ -1,18 +1,12 @@
 import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { SandboxNetwork } from '../../config.js';
-import type { SandboxTool } from '../types.js';
+import type { SandboxBinary } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
+import type { ResourceLimits, SandboxNetwork } from './settings.js';
 
 /** The unprivileged account sandbox processes run as when the server itself runs as root. */
 export const SANDBOX_UID = 65534;
-
-export interface ResourceLimits {
-  fileSizeBytes: number;
-  cpuSeconds: number;
-  processes: number;
-}
 
 /** Host directories that make up one local sandbox. */
 export interface SandboxDirs {
@@ -33,7 +27,7 @@ export interface IsolationPolicy {
   /** Host directories sandboxes must not see (the server's home, the sandbox root with other sandboxes). */
   hiddenPaths: string[];
   /** Host binaries made available inside sandboxes. */
-  tools: Partial<Record<SandboxTool, string>>;
+  binaries: Partial<Record<SandboxBinary, string>>;
 }
 
 /** How processes of a local sandbox are confined, and where its paths live on the host. */
@@ -45,8 +39,8 @@ export interface Isolation {
   tmpDir(dirs: SandboxDirs): string;
   resourcesDir(): string;
   channelDir(dirs: SandboxDirs): string;
-  /** Path inside the sandbox of a host tool binary, or null when none was configured. */
-  toolPath(tool: SandboxTool): string | null;
+  /** Path inside the sandbox of a host binary, or null when none was configured. */
+  binaryPath(binary: SandboxBinary): string | null;
   /** Full host argv that runs `argv` inside the sandbox. */
   wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[];
   /** Host path for an absolute sandbox path in the sandbox's writable area, or null when it is outside. */
@@ -119,8 +113,8 @@ export class BubblewrapIsolation implements Isolation {
     return SANDBOX_CHANNEL;
   }
 
-  toolPath(tool: SandboxTool): string | null {
-    return this.policy.tools[tool] ? `${SANDBOX_BIN}/${tool}` : null;
+  binaryPath(binary: SandboxBinary): string | null {
+    return this.policy.binaries[binary] ? `${SANDBOX_BIN}/${binary}` : null;
   }
 
   wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[] {
@@ -160,9 +154,9 @@ export class BubblewrapIsolation implements Isolation {
       '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
       '--ro-bind', dirs.channel, SANDBOX_CHANNEL,
     );
-    if (Object.keys(this.policy.tools).length > 0) args.push('--perms', '0755', '--dir', SANDBOX_BIN);
-    for (const [tool, hostBinary] of Object.entries(this.policy.tools)) {
-      args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${tool}`);
+    if (Object.keys(this.policy.binaries).length > 0) args.push('--perms', '0755', '--dir', SANDBOX_BIN);
+    for (const [binary, hostBinary] of Object.entries(this.policy.binaries)) {
+      args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${binary}`);
     }
     args.push(
       '--chdir', cwd,
@@ -211,8 +205,8 @@ export class PlainProcessIsolation implements Isolation {
     return dirs.channel;
   }
 
-  toolPath(tool: SandboxTool): string | null {
-    return this.policy.tools[tool] ?? null;
+  binaryPath(binary: SandboxBinary): string | null {
+    return this.policy.binaries[binary] ?? null;
   }
 
   wrap(argv: string[]): string[] {

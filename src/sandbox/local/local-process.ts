@@ -80,12 +80,30 @@ export class LocalProcess implements SandboxProcess {
     return this.child.pid ?? -1;
   }
 
-  write(data: string | Buffer): void {
-    if (this.child.stdin?.writable) this.child.stdin.write(data);
+  write(data: string | Buffer): Promise<void> {
+    const stdin = this.child.stdin;
+    // A process that already exited (or closed its input) simply never reads it: that is reported through `exited`.
+    if (!stdin?.writable) return Promise.resolve();
+    return new Promise((resolve) => {
+      // The callback also runs on a failed write (EPIPE); 'close' covers a pipe destroyed before it could.
+      stdin.once('close', resolve);
+      stdin.write(data, () => {
+        stdin.off('close', resolve);
+        resolve();
+      });
+    });
   }
 
-  endInput(): void {
-    this.child.stdin?.end();
+  endInput(): Promise<void> {
+    const stdin = this.child.stdin;
+    if (!stdin || stdin.writableEnded) return Promise.resolve();
+    return new Promise((resolve) => {
+      stdin.once('close', resolve);
+      stdin.end(() => {
+        stdin.off('close', resolve);
+        resolve();
+      });
+    });
   }
 
   kill(): Promise<void> {

@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { SandboxError } from '../../errors.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import { findProcessesByEnvMarker } from '../../util/process-tree.js';
-import type { CommandResult, FileEntry, RunOptions, Sandbox, SandboxProcess, SandboxTool, StartOptions } from '../types.js';
+import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import { SANDBOX_UID, type Isolation, type SandboxDirs } from './isolation.js';
+import { openLocalLlmChannel } from './llm-channel.js';
 import { LocalProcess } from './local-process.js';
-import { listTreeNoFollow, readFileNoFollow, SandboxPathError, writeFileNoFollow } from './safe-fs.js';
+import { listTreeNoFollow, readFileNoFollow, writeFileNoFollow } from './safe-fs.js';
 
 /** Environment variable naming the sandbox, carried by all of its processes. */
 export const SANDBOX_MARKER = 'OPENCODE_ENV_SANDBOX_ID';
@@ -20,6 +23,10 @@ export interface LocalSandboxDeps {
   isolation: Isolation;
   pythonExecutable: string | null;
   pythonProblem: string | null;
+  /** Variables every process gets (the create options' `env`). */
+  env: Record<string, string>;
+  /** Killed this long after creation, when set. */
+  lifetimeMs: number | null;
   /** Called once the sandbox is gone, so its provider can forget it. */
   onKilled: (sandbox: LocalSandbox) => void;
 }
@@ -30,17 +37,19 @@ export class LocalSandbox implements Sandbox {
   readonly isolation: string;
   readonly homeDir: string;
   readonly workdir: string;
-  readonly hostChannel: { hostDir: string; sandboxDir: string };
   private readonly processes = new Set<LocalProcess>();
+  private readonly channels = new Set<LlmChannel>();
   private killPromise: Promise<void> | null = null;
   private processCounter = 0;
+  private readonly lifetimeTimer: NodeJS.Timeout | null;
 
   constructor(private readonly deps: LocalSandboxDeps) {
     this.id = deps.id;
     this.isolation = deps.isolation.name;
     this.homeDir = deps.isolation.homeDir(deps.dirs);
     this.workdir = path.posix.join(this.homeDir, 'workdir');
-    this.hostChannel = { hostDir: deps.dirs.channel, sandboxDir: deps.isolation.channelDir(deps.dirs) };
+    // Unref'd: an expiring sandbox must not keep the server alive, and shutdown kills it anyway.
+    this.lifetimeTimer = deps.lifetimeMs === null ? null : setTimeout(() => void this.kill(), deps.lifetimeMs).unref();
   }
 
   get killed(): boolean {
@@ -62,19 +71,20 @@ export class LocalSandbox implements Sandbox {
       LANG: 'C.UTF-8',
       TERM: 'dumb',
       TMPDIR: this.deps.isolation.tmpDir(this.deps.dirs),
+      ...this.deps.env,
       [SANDBOX_MARKER]: this.id,
     };
   }
 
   private launch(argv: string[], options: StartOptions): LocalProcess {
-    if (this.killed) throw new Error(`sandbox ${this.id} has been killed`);
-    if (argv.length === 0) throw new Error('empty command');
+    if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
+    if (argv.length === 0) throw new SandboxError('empty command');
     const cwd = options.cwd ?? this.workdir;
     const isolation = this.deps.isolation;
     const child = new LocalProcess({
       hostArgv: isolation.wrap(argv, this.deps.dirs, cwd),
       hostCwd: isolation.name === 'none' ? (isolation.toHostPath(cwd, this.deps.dirs) ?? cwd) : this.deps.dirs.home,
-      env: { ...this.defaultEnv(), ...options.env },
+      env: { ...this.defaultEnv(), ...options.env, [SANDBOX_MARKER]: this.id },
       processId: `${this.id}-${++this.processCounter}`,
       scanForStragglers: isolation.name === 'none',
       ...(options.onStdout ? { onStdout: options.onStdout } : {}),
@@ -109,8 +119,8 @@ export class LocalSandbox implements Sandbox {
         options.onStderr?.(chunk);
       },
     });
-    if (options.stdin !== undefined) child.write(options.stdin);
-    child.endInput();
+    if (options.stdin !== undefined) void child.write(options.stdin);
+    void child.endInput();
 
     let timedOut = false;
     let aborted = false;
@@ -145,7 +155,7 @@ export class LocalSandbox implements Sandbox {
   private hostPath(sandboxPath: string): string {
     const absolute = path.posix.isAbsolute(sandboxPath) ? sandboxPath : path.posix.join(this.workdir, sandboxPath);
     const hostPath = this.deps.isolation.toHostPath(absolute, this.deps.dirs);
-    if (hostPath === null) throw new SandboxPathError(`${sandboxPath} is outside the sandbox's home and /tmp`);
+    if (hostPath === null) throw new SandboxError(`${sandboxPath} is outside the sandbox's home and /tmp`);
     return hostPath;
   }
 
@@ -174,19 +184,32 @@ export class LocalSandbox implements Sandbox {
     return path.posix.join(this.deps.isolation.resourcesDir(), relativePath);
   }
 
-  async toolExecutable(tool: SandboxTool): Promise<string> {
-    const found = this.deps.isolation.toolPath(tool);
-    if (!found) throw new Error(`${tool} is not available in local sandboxes (no binary was configured)`);
+  async binaryPath(binary: SandboxBinary): Promise<string> {
+    const found = this.deps.isolation.binaryPath(binary);
+    if (!found) throw new SandboxError(`${binary} is not available in local sandboxes (no binary was configured)`);
     return found;
   }
 
   async pythonExecutable(): Promise<string> {
-    if (!this.deps.pythonExecutable) throw new Error(this.deps.pythonProblem ?? 'no Python interpreter available');
+    if (!this.deps.pythonExecutable) throw new SandboxError(this.deps.pythonProblem ?? 'no Python interpreter available');
     return this.deps.pythonExecutable;
+  }
+
+  async openLlmChannel(accept: (connection: Duplex) => void): Promise<LlmChannel> {
+    if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
+    const [node, bridge] = await Promise.all([this.binaryPath('node'), this.resourcePath('sandbox/llm-bridge.mjs')]);
+    const channel = await openLocalLlmChannel(
+      { hostDir: this.deps.dirs.channel, sandboxDir: this.deps.isolation.channelDir(this.deps.dirs), node, bridge },
+      accept,
+    );
+    this.channels.add(channel);
+    return channel;
   }
 
   kill(): Promise<void> {
     this.killPromise ??= (async () => {
+      if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
+      await Promise.all([...this.channels].map((c) => c.close()));
       await Promise.all([...this.processes].map((p) => p.kill()));
       if (this.deps.isolation.name === 'none') {
         for (const pid of await findProcessesByEnvMarker(SANDBOX_MARKER, this.id)) {

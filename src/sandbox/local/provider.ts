@@ -1,12 +1,13 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config } from '../../config.js';
+import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { isAlive } from '../../util/process-tree.js';
-import type { Sandbox, SandboxCreateOptions, SandboxProvider, SandboxTool } from '../types.js';
+import type { Sandbox, SandboxBinary, SandboxCreateOptions, SandboxProvider } from '../types.js';
 import { probeHost, type HostCapabilities } from './host-probe.js';
 import { BubblewrapIsolation, canDropPrivileges, PlainProcessIsolation, SANDBOX_UID, type Isolation } from './isolation.js';
 import { LocalSandbox, newSandboxId } from './local-sandbox.js';
+import type { LocalSandboxSettings } from './settings.js';
 
 interface LocalSetup {
   host: HostCapabilities;
@@ -14,17 +15,15 @@ interface LocalSetup {
 }
 
 export interface LocalProviderOptions {
-  sandbox: Config['sandbox'];
-  pythonExecutable: string;
+  settings: LocalSandboxSettings;
+  /** The project's resources/ directory, mounted read-only into sandboxes. */
   resourcesDir: string;
   /** More host directories to hide from sandboxes (e.g. the trace store). */
   hiddenPaths?: string[];
   /** Host binaries to make available inside sandboxes (opencode, node). */
-  tools?: Partial<Record<SandboxTool, string>>;
+  binaries?: Partial<Record<SandboxBinary, string>>;
   logger: Logger;
 }
-
-export class IsolationUnavailableError extends Error {}
 
 const SANDBOX_DIR_PREFIX = 'opencode-env-';
 /** Records which server process owns a sandbox directory, so orphans can be recognised later. */
@@ -38,6 +37,10 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   constructor(private readonly options: LocalProviderOptions) {}
 
+  async isolation(): Promise<string> {
+    return (await this.setup()).isolation.name;
+  }
+
   private setup(): Promise<LocalSetup> {
     this.setupPromise ??= (async () => {
       const [setup] = await Promise.all([this.chooseIsolation(), this.removeOrphanedSandboxes()]);
@@ -48,7 +51,7 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   /** Deletes sandbox directories left by a server that was killed before it could clean up. */
   private async removeOrphanedSandboxes(): Promise<void> {
-    const root = this.options.sandbox.rootDir;
+    const root = this.options.settings.rootDir;
     const entries = await readdir(root).catch(() => [] as string[]);
     for (const entry of entries.filter((e) => e.startsWith(SANDBOX_DIR_PREFIX))) {
       const owner = await readFile(path.join(root, entry, OWNER_FILE), 'utf8').catch(() => null);
@@ -61,8 +64,8 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   private async chooseIsolation(): Promise<LocalSetup> {
-    const { sandbox, logger } = this.options;
-    const host = await probeHost(this.options.pythonExecutable, sandbox.network === 'isolated');
+    const { settings: sandbox, logger } = this.options;
+    const host = await probeHost(sandbox.pythonExecutable, sandbox.network === 'isolated');
     const python = 'error' in host.python ? null : host.python;
     if (!python) logger.warn({ problem: (host.python as { error: string }).error }, 'execute_python will be unavailable');
     const policy = {
@@ -71,7 +74,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       resourcesDir: this.options.resourcesDir,
       runtimePaths: python?.prefixes ?? [],
       hiddenPaths: [sandbox.rootDir, ...(this.options.hiddenPaths ?? [])],
-      tools: this.options.tools ?? {},
+      binaries: this.options.binaries ?? {},
     };
     if (!host.prlimit) logger.warn('prlimit not found: sandbox processes run without resource limits');
     if (process.getuid?.() === 0 && !host.setpriv) logger.warn('running as root without setpriv: sandbox processes keep root privileges');
@@ -84,7 +87,7 @@ export class LocalSandboxProvider implements SandboxProvider {
 
     if (sandbox.isolation !== 'none' && !bwrapUsable) {
       const why = host.bwrap === null ? 'bubblewrap (bwrap) is not installed' : `bubblewrap does not work here: ${host.bwrapProblem}`;
-      if (sandbox.isolation === 'bwrap') throw new IsolationUnavailableError(`OPENCODE_ENV_ISOLATION=bwrap but ${why}`);
+      if (sandbox.isolation === 'bwrap') throw new SandboxError(`OPENCODE_ENV_ISOLATION=bwrap but ${why}`);
       logger.warn(
         `${why}; sandboxes run as plain child processes without filesystem isolation. ` +
           'Install bubblewrap (e.g. apt-get install bubblewrap) for isolation, or set OPENCODE_ENV_ISOLATION=none to silence this.',
@@ -107,16 +110,16 @@ export class LocalSandboxProvider implements SandboxProvider {
     return { host, isolation };
   }
 
-  /** Runs the interpreter, reads the driver and checks the tool binaries exactly as a sandbox would; returns what went wrong. */
+  /** Runs the interpreter, reads the driver and checks the binaries exactly as a sandbox would; returns what went wrong. */
   private async checkInterpreterRuns(isolation: Isolation, python: string): Promise<string | null> {
-    const probe = await this.createWith(isolation, { python: { executable: python }, pythonProblem: null }, 'selfcheck');
+    const probe = await this.createWith(isolation, { python: { executable: python }, pythonProblem: null }, { label: 'selfcheck' });
     try {
       const driver = await probe.resourcePath('python/driver.py');
       const result = await probe.run([python, '-c', 'import sys; open(sys.argv[1]).close()', driver], { timeoutMs: 15_000 });
       if (result.exitCode !== 0) return result.stderr.trim() || `exit code ${result.exitCode}`;
-      const tools = await Promise.all(Object.keys(this.options.tools ?? {}).map((tool) => probe.toolExecutable(tool as SandboxTool)));
-      if (tools.length === 0) return null;
-      const check = await probe.run(['sh', '-c', 'for f in "$@"; do test -x "$f" || { echo "cannot execute $f"; exit 1; }; done', 'sh', ...tools], { timeoutMs: 15_000 });
+      const binaries = await Promise.all(Object.keys(this.options.binaries ?? {}).map((binary) => probe.binaryPath(binary as SandboxBinary)));
+      if (binaries.length === 0) return null;
+      const check = await probe.run(['sh', '-c', 'for f in "$@"; do test -x "$f" || { echo "cannot execute $f"; exit 1; }; done', 'sh', ...binaries], { timeoutMs: 15_000 });
       return check.exitCode === 0 ? null : check.stdout.trim() || `exit code ${check.exitCode}`;
     } finally {
       await probe.kill();
@@ -127,16 +130,16 @@ export class LocalSandboxProvider implements SandboxProvider {
     const { host, isolation } = await this.setup();
     const python = 'error' in host.python ? null : host.python;
     const pythonProblem = 'error' in host.python ? host.python.error : null;
-    return this.createWith(isolation, { python, pythonProblem }, options.label);
+    return this.createWith(isolation, { python, pythonProblem }, options);
   }
 
   private async createWith(
     isolation: Isolation,
     interpreter: { python: { executable: string } | null; pythonProblem: string | null },
-    label?: string,
+    options: SandboxCreateOptions,
   ): Promise<LocalSandbox> {
-    const id = newSandboxId(label);
-    const root = path.join(this.options.sandbox.rootDir, `${SANDBOX_DIR_PREFIX}${id}`);
+    const id = newSandboxId(options.label);
+    const root = path.join(this.options.settings.rootDir, `${SANDBOX_DIR_PREFIX}${id}`);
     const dirs = { root, home: path.join(root, 'home'), tmp: path.join(root, 'tmp'), channel: path.join(root, 'channel') };
     // Plain processes under another uid must traverse the root to reach their home; nobody may list it.
     await mkdir(root, { recursive: true, mode: 0o700 });
@@ -147,17 +150,23 @@ export class LocalSandboxProvider implements SandboxProvider {
     }
     await chmod(dirs.tmp, 0o1777);
     await mkdir(dirs.channel, { mode: 0o755 });
-    await writeFile(path.join(root, OWNER_FILE), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }));
+    const owner = { pid: process.pid, createdAt: new Date().toISOString(), metadata: options.metadata ?? {} };
+    await writeFile(path.join(root, OWNER_FILE), JSON.stringify(owner));
     const sandbox = new LocalSandbox({
       id,
       dirs,
       isolation,
       pythonExecutable: interpreter.python?.executable ?? null,
       pythonProblem: interpreter.pythonProblem,
+      env: options.env ?? {},
+      lifetimeMs: options.lifetimeMs ?? null,
       onKilled: (s) => this.live.delete(s),
     });
     this.live.add(sandbox);
-    this.options.logger.debug({ sandbox: id, isolation: isolation.name, dir: root }, 'sandbox created');
+    this.options.logger.debug(
+      { sandbox: id, isolation: isolation.name, dir: root, ...(options.template ? { template: options.template } : {}), metadata: owner.metadata },
+      'sandbox created',
+    );
     return sandbox;
   }
 

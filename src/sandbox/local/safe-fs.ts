@@ -1,9 +1,8 @@
 import { constants } from 'node:fs';
 import { chown, lstat, mkdir, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { SandboxError } from '../../errors.js';
 import type { FileEntry } from '../types.js';
-
-export class SandboxPathError extends Error {}
 
 /**
  * Host-side file access to a sandbox's directories that never follows a symlink: sandbox code controls
@@ -11,13 +10,13 @@ export class SandboxPathError extends Error {}
  */
 async function assertNoSymlinkBetween(base: string, target: string): Promise<void> {
   const rel = path.relative(base, target);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new SandboxPathError(`${target} is outside ${base}`);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new SandboxError(`${target} is outside ${base}`);
   let current = base;
   for (const part of rel.split(path.sep).filter(Boolean).slice(0, -1)) {
     current = path.join(current, part);
     const info = await lstat(current).catch(() => null);
     if (info === null) return;
-    if (!info.isDirectory()) throw new SandboxPathError(`${current} is not a directory (symlinks are not followed)`);
+    if (!info.isDirectory()) throw new SandboxError(`${current} is not a directory (symlinks are not followed)`);
   }
 }
 
@@ -26,7 +25,7 @@ export async function readFileNoFollow(base: string, target: string): Promise<Bu
   const handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const info = await handle.stat();
-    if (!info.isFile()) throw new SandboxPathError(`${target} is not a regular file`);
+    if (!info.isFile()) throw new SandboxError(`${target} is not a regular file`);
     return await handle.readFile();
   } finally {
     await handle.close();

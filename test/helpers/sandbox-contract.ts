@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { bash, type Sandbox, type SandboxProvider } from '../../src/sandbox/types.js';
+import { waitFor } from './server.js';
+
+/** A backend under test: how to build its provider, and how to clean up what the test created for it. */
+export interface SandboxContractTarget {
+  name: string;
+  createProvider(): Promise<SandboxProvider>;
+  cleanup?(): Promise<void>;
+}
+
+/**
+ * The sandbox contract every backend must keep, whatever confines it: the behaviour run_rollout,
+ * execute_python and the episode rely on. Each backend's test file calls this with its provider, as the
+ * e2b SDK's tests run one `sandboxTest` fixture against every environment.
+ */
+export function sandboxContract(target: SandboxContractTarget): void {
+  describe(`sandbox contract: ${target.name}`, () => {
+    let provider: SandboxProvider;
+    let sandbox: Sandbox;
+
+    before(async () => {
+      provider = await target.createProvider();
+      sandbox = await provider.create({ label: 'contract', env: { CONTRACT_VAR: 'from-create' }, metadata: { test: 'contract' } });
+    });
+    after(async () => {
+      await provider.killAll();
+      await target.cleanup?.();
+    });
+
+    it('reports its backend and isolation', async () => {
+      assert.equal(sandbox.backend, provider.backend);
+      assert.equal(sandbox.isolation, await provider.isolation());
+    });
+
+    it("runs a command with cwd, env and stdin, in the workdir by default, with the create options' env", async () => {
+      const result = await sandbox.run(bash('pwd; echo "$GREETING $CONTRACT_VAR"; cat; echo err >&2; exit 3'), {
+        env: { GREETING: 'hello' },
+        stdin: 'from stdin\n',
+        timeoutMs: 10_000,
+      });
+      assert.equal(result.exitCode, 3);
+      assert.equal(result.stdout, `${sandbox.workdir}\nhello from-create\nfrom stdin\n`);
+      assert.equal(result.stderr, 'err\n');
+      assert.equal(result.timedOut, false);
+      const inHome = await sandbox.run(['pwd'], { cwd: sandbox.homeDir, timeoutMs: 10_000 });
+      assert.equal(inHome.stdout.trim(), sandbox.homeDir);
+      const overridden = await sandbox.run(bash('echo "$CONTRACT_VAR"'), { env: { CONTRACT_VAR: 'from-command' }, timeoutMs: 10_000 });
+      assert.equal(overridden.stdout, 'from-command\n', "a command's own env wins");
+    });
+
+    it('kills the whole process tree at the deadline, including what escaped its session', async () => {
+      const result = await sandbox.run(bash('sleep 100 & setsid sleep 101 & echo started; wait'), { timeoutMs: 500 });
+      assert.equal(result.timedOut, true);
+      assert.equal(result.aborted, false);
+      assert.equal(result.stdout, 'started\n');
+      assert.ok(result.exitCode > 128, `killed by a signal (exit ${result.exitCode})`);
+      const leftovers = await sandbox.run(bash('pgrep -f "sleep 10[01]" || true'), { timeoutMs: 5000 });
+      assert.equal(leftovers.stdout, '');
+    });
+
+    it('kills a command when its abort signal fires', async () => {
+      const controller = new AbortController();
+      const running = sandbox.run(['sleep', '60'], { timeoutMs: 60_000, signal: controller.signal });
+      controller.abort();
+      const result = await running;
+      assert.equal(result.aborted, true);
+      assert.equal(result.timedOut, false);
+    });
+
+    it('caps captured output, keeping its start and end', async () => {
+      const result = await sandbox.run(bash("head -c 300000 /dev/zero | tr '\\0' a; echo END"), { timeoutMs: 10_000, maxOutputBytes: 1000 });
+      assert.ok(result.stdout.startsWith('a'.repeat(500)));
+      assert.ok(result.stdout.endsWith('END\n'));
+      assert.match(result.stdout, /\[\.\.\. 299004 bytes of output omitted \.\.\.\]/);
+    });
+
+    it('streams a long-lived process, writing its stdin asynchronously, and ends it when asked', async () => {
+      const lines: string[] = [];
+      const python = await sandbox.pythonExecutable();
+      const proc = await sandbox.start([python, '-u', '-c', 'import sys\nfor line in sys.stdin:\n    print(line.strip().upper())'], {
+        onStdout: (chunk) => lines.push(...chunk.toString().split('\n').filter(Boolean)),
+      });
+      await proc.write('first\n');
+      await waitFor(() => lines.includes('FIRST'), 10_000, 'the echo');
+      await proc.write(Buffer.from('second\n'));
+      await waitFor(() => lines.includes('SECOND'), 10_000, 'the second echo');
+      await proc.endInput();
+      assert.equal((await proc.exited).exitCode, 0);
+    });
+
+    it('writes, reads and lists files by sandbox path', async () => {
+      await sandbox.writeFile('src/app.py', 'print("hi")\n');
+      await sandbox.writeFile(`${sandbox.workdir}/data/bytes.bin`, new Uint8Array([0, 1, 2, 255]));
+      const seen = await sandbox.run(bash('cat src/app.py; wc -c < data/bytes.bin; echo made > made.txt'), { timeoutMs: 10_000 });
+      assert.equal(seen.stdout, 'print("hi")\n4\n');
+      assert.equal((await sandbox.readFile('made.txt')).toString(), 'made\n');
+      assert.deepEqual([...(await sandbox.readFile('data/bytes.bin'))], [0, 1, 2, 255]);
+      const byPath = Object.fromEntries((await sandbox.listFiles(sandbox.workdir)).map((e) => [e.path, e]));
+      assert.equal(byPath['src']?.type, 'dir');
+      assert.equal(byPath['src/app.py']?.size, 12);
+      assert.equal(byPath['data/bytes.bin']?.type, 'file');
+      assert.equal(byPath['made.txt']?.type, 'file');
+      await assert.rejects(sandbox.readFile('does-not-exist.txt'));
+    });
+
+    it('delivers HTTP requests made inside the sandbox to the host through its LLM channel', async () => {
+      const seen: string[] = [];
+      const host = http.createServer((req, res) => {
+        seen.push(`${req.method} ${req.url}`);
+        res.end(JSON.stringify({ answered: 'by the host' }));
+      });
+      const channel = await sandbox.openLlmChannel((connection) => host.emit('connection', connection));
+      try {
+        const node = await sandbox.binaryPath('node');
+        const script = 'const r = await fetch(process.argv[1] + "/v1/models?x=1"); console.log(r.status, await r.text(), process.env.LLM_URL === process.argv[1]);';
+        const argv = await channel.command([node, '--input-type=module', '-e', script, channel.url]);
+        const result = await sandbox.run(argv, { env: { LLM_URL: channel.url }, timeoutMs: 30_000 });
+        assert.equal(result.stderr, '');
+        assert.equal(result.stdout, '200 {"answered":"by the host"} true\n', 'the URL is valid in both the arguments and the environment');
+        assert.deepEqual(seen, ['GET /v1/models?x=1']);
+      } finally {
+        await channel.close();
+        host.close();
+      }
+    });
+
+    it('kills a sandbox when its lifetime ends', async () => {
+      const shortLived = await provider.create({ label: 'lifetime', lifetimeMs: 1000 });
+      const sleeper = await shortLived.start(['sleep', '300']);
+      await sleeper.exited;
+      await waitFor(() => shortLived.killed, 10_000, 'the sandbox to be killed');
+      await assert.rejects(shortLived.run(['true'], { timeoutMs: 1000 }), /has been killed/);
+    });
+
+    it('kill ends every process and channel, and the sandbox refuses further work', async () => {
+      const victim = await provider.create({ label: 'victim' });
+      const proc = await victim.start(bash('setsid sleep 300 & sleep 300'));
+      const channel = await victim.openLlmChannel((connection) => connection.destroy());
+      await victim.kill();
+      await proc.exited;
+      await channel.close(); // already closed by kill: safe to call again
+      assert.equal(victim.killed, true);
+      await assert.rejects(victim.run(['true'], { timeoutMs: 1000 }), /has been killed/);
+      await victim.kill();
+    });
+  });
+}
