@@ -38,7 +38,10 @@ const chatBody = {
   stream: true,
   stream_options: { include_usage: true },
   tools: [{ type: 'function', function: { name: 'write', parameters: { type: 'object' } } }],
-  messages: [{ role: 'system', content: 'Working directory: /w' }, { role: 'user', content: 'go' }],
+  messages: [
+    { role: 'system', content: 'Working directory: /w' },
+    { role: 'user', content: 'go' },
+  ],
 };
 
 interface TurnTiming {
@@ -48,7 +51,11 @@ interface TurnTiming {
 
 async function streamedTurn(url: string, body: unknown): Promise<TurnTiming> {
   const started = performance.now();
-  const response = await fetch(`${url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const response = await fetch(`${url}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const reader = response.body!.getReader();
   await reader.read();
   const firstByte = performance.now() - started;
@@ -77,7 +84,10 @@ async function pairedTurns(directUrl: string, proxyUrl: string, count: number): 
 
 /** Starts a CLI subcommand and returns the URL it prints on stdout, plus a way to stop it. */
 async function startCliServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [path.join(repo, 'dist/cli.js'), ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [path.join(repo, 'dist/cli.js'), ...args], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -127,9 +137,37 @@ async function benchProxy(): Promise<string[][]> {
   const addedTotal = diff(p.direct, p.proxied, 'total');
   const addedFirst = diff(p.direct, p.proxied, 'firstByte');
   rows.push(
-    [`paced turn (${pacedTokens} tokens, 2 ms apart), direct`, fmtMs(median(p.direct.map((t) => t.total))), fmtMs(percentile(p.direct.map((t) => t.total), 95)), '', ''],
-    ['paced turn, through the recording proxy', fmtMs(median(p.proxied.map((t) => t.total))), fmtMs(percentile(p.proxied.map((t) => t.total), 95)), '', ''],
-    ['added per streamed turn (paired differences)', fmtMs(median(addedTotal)), fmtMs(percentile(addedTotal, 95)), 'p50 <= 1 ms', median(addedTotal) <= 1 ? 'yes' : 'NO'],
+    [
+      `paced turn (${pacedTokens} tokens, 2 ms apart), direct`,
+      fmtMs(median(p.direct.map((t) => t.total))),
+      fmtMs(
+        percentile(
+          p.direct.map((t) => t.total),
+          95,
+        ),
+      ),
+      '',
+      '',
+    ],
+    [
+      'paced turn, through the recording proxy',
+      fmtMs(median(p.proxied.map((t) => t.total))),
+      fmtMs(
+        percentile(
+          p.proxied.map((t) => t.total),
+          95,
+        ),
+      ),
+      '',
+      '',
+    ],
+    [
+      'added per streamed turn (paired differences)',
+      fmtMs(median(addedTotal)),
+      fmtMs(percentile(addedTotal, 95)),
+      'p50 <= 1 ms',
+      median(addedTotal) <= 1 ? 'yes' : 'NO',
+    ],
     ['added to time to first byte', fmtMs(median(addedFirst)), fmtMs(percentile(addedFirst, 95)), '', ''],
   );
   await paced.stop();
@@ -140,8 +178,30 @@ async function benchProxy(): Promise<string[][]> {
   const tokensPerTurn = tokenize(TURN_TEXT).length;
   const addedBlast = diff(b.direct, b.proxied, 'total');
   rows.push(
-    [`unpaced turn (${tokensPerTurn} tokens at once), direct`, fmtMs(median(b.direct.map((t) => t.total))), fmtMs(percentile(b.direct.map((t) => t.total), 95)), '', ''],
-    ['unpaced turn, through the recording proxy', fmtMs(median(b.proxied.map((t) => t.total))), fmtMs(percentile(b.proxied.map((t) => t.total), 95)), '', ''],
+    [
+      `unpaced turn (${tokensPerTurn} tokens at once), direct`,
+      fmtMs(median(b.direct.map((t) => t.total))),
+      fmtMs(
+        percentile(
+          b.direct.map((t) => t.total),
+          95,
+        ),
+      ),
+      '',
+      '',
+    ],
+    [
+      'unpaced turn, through the recording proxy',
+      fmtMs(median(b.proxied.map((t) => t.total))),
+      fmtMs(
+        percentile(
+          b.proxied.map((t) => t.total),
+          95,
+        ),
+      ),
+      '',
+      '',
+    ],
     ['added per unpaced turn (proxy CPU per turn)', fmtMs(median(addedBlast)), fmtMs(percentile(addedBlast, 95)), '', ''],
   );
 
@@ -247,7 +307,13 @@ async function benchRollouts(): Promise<{ overhead: string[][]; scaling: string[
     [`opencode run by hand, no sandbox or proxy (${ROLLOUTS} runs)`, fmtMs(median(byHand)), fmtMs(percentile(byHand, 95)), '', ''],
     ['rollout: agent phase (bwrap + bridge + proxy + opencode)', fmtMs(median(agent)), fmtMs(percentile(agent, 95)), '', ''],
     ['rollout: whole wall time', fmtMs(median(wall)), fmtMs(percentile(wall, 95)), '', ''],
-    ['wall time minus the agent phase', fmtMs(median(beyondAgent)), fmtMs(percentile(beyondAgent, 95)), '<= 300 ms', median(beyondAgent) <= 300 ? 'yes' : 'NO'],
+    [
+      'wall time minus the agent phase',
+      fmtMs(median(beyondAgent)),
+      fmtMs(percentile(beyondAgent, 95)),
+      '<= 300 ms',
+      median(beyondAgent) <= 300 ? 'yes' : 'NO',
+    ],
     ['agent phase minus opencode by hand (paired, noisy)', fmtMs(median(agentVsHand)), fmtMs(percentile(agentVsHand, 95)), '', ''],
   ];
 

@@ -6,7 +6,7 @@ import { ConfigError } from './errors.js';
 import type { SandboxSettings } from './sandbox/factory.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+type LogLevel = (typeof LOG_LEVELS)[number];
 
 const envSchema = z.object({
   OPENCODE_ENV_SANDBOX: z.enum(['local']).default('local'),
@@ -26,7 +26,10 @@ const envSchema = z.object({
 });
 
 /** The named LLM endpoints: which variables configure each, and the defaults (as in OpenEnv's opencode_env). */
-const ENDPOINT_VARIABLES: Record<EndpointName, { url: string; key: string; model: string; defaultUrl: string | null; defaultModel: string }> = {
+const ENDPOINT_VARIABLES: Record<
+  EndpointName,
+  { url: string; key: string; model: string; defaultUrl: string | null; defaultModel: string }
+> = {
   vllm: { url: 'VLLM_URL', key: 'VLLM_API_KEY', model: 'VLLM_MODEL', defaultUrl: null, defaultModel: 'Qwen/Qwen3.5-4B' },
   openai: {
     url: 'OPENAI_BASE_URL',
@@ -75,14 +78,17 @@ function endpointCatalog(env: NodeJS.ProcessEnv, problems: string[]): EndpointCa
       if ('problem' in checked) problems.push(`${vars.url}: ${checked.problem}`);
       else baseUrl = checked.url;
     }
-    return [name, { baseUrl, apiKey: present(env[vars.key]) ?? '', model: present(env[vars.model]) ?? vars.defaultModel, urlVariable: vars.url }];
+    return [
+      name,
+      { baseUrl, apiKey: present(env[vars.key]) ?? '', model: present(env[vars.model]) ?? vars.defaultModel, urlVariable: vars.url },
+    ];
   });
   return Object.fromEntries(entries) as EndpointCatalog;
 }
 
 /** Reads every setting from the environment once, so a typo fails at start-up with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  const parsed = envSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => present(value) !== undefined)));
   const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
   const endpoints = endpointCatalog(env, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);

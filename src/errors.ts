@@ -45,7 +45,7 @@ export class InfrastructureError extends OpencodeEnvError {
 export class SandboxError extends OpencodeEnvError {}
 
 /** How a transport should report an error: the caller's fault, a failure it may retry, or a bug. */
-export type ErrorClass = 'invalid_input' | 'infrastructure' | 'sandbox' | 'internal';
+type ErrorClass = 'invalid_input' | 'infrastructure' | 'sandbox' | 'internal';
 
 export interface ClassifiedError {
   class: ErrorClass;

@@ -15,6 +15,8 @@ interface Cleanup {
 export class CleanupScope {
   private readonly cleanups = new Set<Cleanup>();
   private closing: Promise<void> | null = null;
+  /** Set on child scopes: drops them from their parent once they closed on their own. */
+  private onClosed: (() => void) | null = null;
 
   constructor(
     readonly name: string,
@@ -23,6 +25,11 @@ export class CleanupScope {
 
   /** Registers a cleanup; the returned function drops it without running it. */
   onShutdown(name: string, run: () => Promise<void>): () => void {
+    if (this.closing) {
+      // Too late to wait for the scope's end: it has ended. Clean up now rather than never.
+      void run().catch((error: unknown) => this.logger.error({ err: error, cleanup: name, scope: this.name }, 'cleanup failed'));
+      return () => {};
+    }
     const cleanup = { name, run };
     this.cleanups.add(cleanup);
     return () => void this.cleanups.delete(cleanup);
@@ -40,8 +47,6 @@ export class CleanupScope {
   get size(): number {
     return this.cleanups.size;
   }
-
-  private onClosed: (() => void) | null = null;
 
   /** Runs every cleanup once, in reverse order; a failing one is logged and the rest still run. */
   close(): Promise<void> {

@@ -26,7 +26,9 @@ function humanStderr(): DestinationStream {
           return `${key}=${typeof shown === 'string' ? shown : JSON.stringify(shown)}`;
         });
       const level = LEVEL_NAMES[entry.level as number] ?? 'log';
-      process.stderr.write(`${level}: ${String(entry.msg ?? '')}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`);
+      process.stderr.write(
+        `${level}: ${typeof entry.msg === 'string' ? entry.msg : JSON.stringify(entry.msg ?? '')}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`,
+      );
     },
   };
 }

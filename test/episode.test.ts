@@ -18,11 +18,21 @@ describe('episodes: reset and get_state', () => {
     for (const tool of tools) {
       assert.ok(tool.description && tool.description.length > 40, `${tool.name} has a description`);
       assert.equal(tool.inputSchema.type, 'object');
-      assert.equal((tool.inputSchema as { additionalProperties?: unknown }).additionalProperties, false, `${tool.name} rejects unknown fields`);
+      assert.equal(
+        (tool.inputSchema as { additionalProperties?: unknown }).additionalProperties,
+        false,
+        `${tool.name} rejects unknown fields`,
+      );
       assert.equal(tool.outputSchema?.type, 'object');
       assert.ok((tool.outputSchema as { title?: string }).title, `${tool.name}'s output schema has a title`);
-      const undescribed = Object.entries(tool.outputSchema?.properties ?? {}).filter(([, schema]) => !(schema as { description?: string }).description);
-      assert.deepEqual(undescribed.map(([field]) => field), [], `every field of ${tool.name}'s output is described`);
+      const undescribed = Object.entries(tool.outputSchema?.properties ?? {}).filter(
+        ([, schema]) => !(schema as { description?: string }).description,
+      );
+      assert.deepEqual(
+        undescribed.map(([field]) => field),
+        [],
+        `every field of ${tool.name}'s output is described`,
+      );
     }
   });
 
@@ -40,7 +50,10 @@ describe('episodes: reset and get_state', () => {
     assert.equal(initial.sandbox_id, null);
     assert.equal(initial.python_running, false);
     assert.equal(initial.sandbox_backend, 'local');
-    assert.ok(['bubblewrap', 'none'].includes(initial.isolation), `the backend's real isolation before any sandbox exists: ${initial.isolation}`);
+    assert.ok(
+      ['bubblewrap', 'none'].includes(initial.isolation),
+      `the backend's real isolation before any sandbox exists: ${initial.isolation}`,
+    );
     assert.equal(initial.rollouts_completed, 0);
     assert.equal(initial.rollouts_cancelled, 0);
     assert.equal(readdirSync(server.sandboxRoot).length, 0, 'no sandbox before first use');

@@ -54,7 +54,9 @@ describe('execute_python over MCP stdio', () => {
   });
 
   it('captures output of subprocesses and native writes, with empty stdin', async () => {
-    const result = await run("import os, subprocess\nos.system('echo from-shell')\nos.write(2, b'raw-stderr\\n')\nsubprocess.run(['echo', 'from-subprocess'])");
+    const result = await run(
+      "import os, subprocess\nos.system('echo from-shell')\nos.write(2, b'raw-stderr\\n')\nsubprocess.run(['echo', 'from-subprocess'])",
+    );
     assert.match(result.stdout, /from-shell\n/);
     assert.match(result.stdout, /from-subprocess/);
     assert.equal(result.stderr, 'raw-stderr\n');

@@ -8,7 +8,9 @@ import { makeTempDir, removeDir, repoRoot, startServer, type RunningServer } fro
 
 function bwrapWorks(): boolean {
   try {
-    execFileSync('bwrap', ['--ro-bind', '/', '/', '--unshare-pid', '--unshare-net', '--dev', '/dev', '--proc', '/proc', 'true'], { stdio: 'ignore' });
+    execFileSync('bwrap', ['--ro-bind', '/', '/', '--unshare-pid', '--unshare-net', '--dev', '/dev', '--proc', '/proc', 'true'], {
+      stdio: 'ignore',
+    });
     return true;
   } catch {
     return false;
@@ -44,13 +46,20 @@ describe('sandbox isolation under bubblewrap', { skip: skipWithoutBwrap }, () =>
   });
 
   it('lets code write in its workdir, home and /tmp, and keeps files between calls', async () => {
-    await run("open('/home/user/workdir/a.txt', 'w').write('A')\nopen('/tmp/t.txt', 'w').write('T')\nopen('/home/user/h.txt', 'w').write('H')");
+    await run(
+      "open('/home/user/workdir/a.txt', 'w').write('A')\nopen('/tmp/t.txt', 'w').write('T')\nopen('/home/user/h.txt', 'w').write('H')",
+    );
     const result = await run("import os\n(os.getcwd(), open('a.txt').read(), open('/tmp/t.txt').read(), open('/home/user/h.txt').read())");
     assert.equal(result.stdout, "('/home/user/workdir', 'A', 'T', 'H')\n");
   });
 
   it('cannot write anywhere outside its own directories', async () => {
-    const targets = ['/etc/opencode-env-probe', '/usr/opencode-env-probe', '/var/opencode-env-probe', path.join(repoRoot, 'opencode-env-probe')];
+    const targets = [
+      '/etc/opencode-env-probe',
+      '/usr/opencode-env-probe',
+      '/var/opencode-env-probe',
+      path.join(repoRoot, 'opencode-env-probe'),
+    ];
     const code = `import json\nout = {}\nfor p in ${JSON.stringify(targets)}:\n    try:\n        open(p, 'w').write('x')\n        out[p] = 'written'\n    except OSError as e:\n        out[p] = e.strerror\nprint(json.dumps(out))`;
     const outcome = JSON.parse((await run(code)).stdout) as Record<string, string>;
     for (const target of targets) {
@@ -97,10 +106,16 @@ describe('sandbox isolation under bubblewrap', { skip: skipWithoutBwrap }, () =>
     assert.match(result.stdout, /^refused/);
   });
 
-  it('runs as an unprivileged user when the server runs as root', { skip: process.getuid?.() !== 0 ? 'server is not root' : false }, async () => {
-    const result = await run("import os\nprint(os.getuid())\ntry:\n    open('/etc/shadow').read()\n    print('shadow readable')\nexcept OSError as e:\n    print(e.strerror)");
-    assert.equal(result.stdout, '65534\nPermission denied\n');
-  });
+  it(
+    'runs as an unprivileged user when the server runs as root',
+    { skip: process.getuid?.() !== 0 ? 'server is not root' : false },
+    async () => {
+      const result = await run(
+        "import os\nprint(os.getuid())\ntry:\n    open('/etc/shadow').read()\n    print('shadow readable')\nexcept OSError as e:\n    print(e.strerror)",
+      );
+      assert.equal(result.stdout, '65534\nPermission denied\n');
+    },
+  );
 });
 
 describe('sandbox without bubblewrap', () => {
@@ -133,7 +148,6 @@ describe('sandbox without bubblewrap', () => {
     const warnings = server.stderr().match(/bubblewrap \(bwrap\) is not installed/g) ?? [];
     assert.equal(warnings.length, 1, server.stderr());
   });
-
 });
 
 describe('plain-process sandbox as root with a system Python', () => {

@@ -6,7 +6,8 @@ import { isAlive, listDescendants } from '../src/util/process-tree.js';
 import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, startServer, waitFor } from './helpers/server.js';
 
 /** Starts work that leaves processes behind in the sandbox: a background sleeper that even escaped its session. */
-const SPAWN_STRAGGLERS = "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\nsubprocess.Popen(['sleep', '301'])\n'started'";
+const SPAWN_STRAGGLERS =
+  "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\nsubprocess.Popen(['sleep', '301'])\n'started'";
 
 async function descendantsWithSleepers(rootPid: number): Promise<number[]> {
   let pids: number[] = [];
@@ -94,13 +95,21 @@ describe('stdout carries only MCP messages', () => {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const send = (message: object) => child.stdin.write(`${JSON.stringify(message)}\n`);
-    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '0' } } });
+    send({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '0' } },
+    });
     send({ jsonrpc: '2.0', method: 'notifications/initialized' });
     send({
       jsonrpc: '2.0',
       id: 2,
       method: 'tools/call',
-      params: { name: 'execute_python', arguments: { code: "import os\nprint('to stdout')\nos.system('echo shell-out; echo shell-err >&2')" } },
+      params: {
+        name: 'execute_python',
+        arguments: { code: "import os\nprint('to stdout')\nos.system('echo shell-out; echo shell-err >&2')" },
+      },
     });
     await waitFor(() => stdout.includes('"id":2'), 30_000, 'the tool call to answer');
     child.stdin.end();

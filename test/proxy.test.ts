@@ -39,7 +39,11 @@ after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
-async function setup(script: unknown, proxyOptions: Partial<RecordingProxyOptions> = {}, llmOptions: { apiKey?: string } = {}): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy }> {
+async function setup(
+  script: unknown,
+  proxyOptions: Partial<RecordingProxyOptions> = {},
+  llmOptions: { apiKey?: string } = {},
+): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy }> {
   const llm = await startScripted(script, llmOptions);
   const proxy = await startRecordingProxy({
     upstreamBaseUrl: llm.url,
@@ -52,12 +56,19 @@ async function setup(script: unknown, proxyOptions: Partial<RecordingProxyOption
     listen: { port: 0 },
     ...proxyOptions,
   });
-  cleanups.push(() => proxy.close(), () => llm.close());
+  cleanups.push(
+    () => proxy.close(),
+    () => llm.close(),
+  );
   return { llm, proxy };
 }
 
 const post = (proxy: RecordingProxy, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${proxy.address}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  fetch(`${proxy.address}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 
 describe('recording proxy', () => {
   it('records tokens, ids and logprobs it asked for, and strips them from what the client sees', async () => {
@@ -72,9 +83,18 @@ describe('recording proxy', () => {
     const [turn] = proxy.turns;
     assert.ok(turn);
     const expected = tokenize('Hello there, world.');
-    assert.deepEqual(turn.completion_tokens, expected.map((t) => t.token));
-    assert.deepEqual(turn.completion_token_ids, expected.map((t) => t.id));
-    assert.deepEqual(turn.per_token_logps, expected.map((t) => t.logprob));
+    assert.deepEqual(
+      turn.completion_tokens,
+      expected.map((t) => t.token),
+    );
+    assert.deepEqual(
+      turn.completion_token_ids,
+      expected.map((t) => t.id),
+    );
+    assert.deepEqual(
+      turn.per_token_logps,
+      expected.map((t) => t.logprob),
+    );
     assert.equal(turn.top_logprobs[0]!.length, 3);
     assert.ok(turn.prompt_token_ids && turn.prompt_token_ids.length > 0);
     assert.equal(turn.response.content, 'Hello there, world.');
@@ -90,7 +110,10 @@ describe('recording proxy', () => {
   it('leaves logprobs alone when the client asked for them itself', async () => {
     const { llm, proxy } = await setup({ turns: [{ text: 'Hi.' }] });
     const sse = await (await post(proxy, chatBody({ logprobs: true, top_logprobs: 1 }))).text();
-    assert.ok(dataPayloads(sse).some((p) => p.choices[0]?.logprobs?.content?.length), 'the client gets the logprobs it asked for');
+    assert.ok(
+      dataPayloads(sse).some((p) => p.choices[0]?.logprobs?.content?.length),
+      'the client gets the logprobs it asked for',
+    );
     assert.ok(!sse.includes('token_ids'), 'but not the token ids it did not ask for');
     assert.equal(llm.requests[0]!.body.top_logprobs, 1);
     assert.deepEqual(proxy.turns[0]!.injected, ['return_token_ids', 'max_tokens']);
@@ -130,7 +153,10 @@ describe('recording proxy', () => {
     assert.equal(body.prompt_token_ids, undefined);
     const turn = proxy.turns[0]!;
     assert.equal(turn.stream, false);
-    assert.deepEqual(turn.response.tool_calls.map((c) => [c.name, JSON.parse(c.arguments)]), [['write', { filePath: '/w/a.txt', content: 'A' }]]);
+    assert.deepEqual(
+      turn.response.tool_calls.map((c) => [c.name, JSON.parse(c.arguments)]),
+      [['write', { filePath: '/w/a.txt', content: 'A' }]],
+    );
     assert.ok(turn.completion_token_ids.length > 5);
   });
 
@@ -141,8 +167,14 @@ describe('recording proxy', () => {
       assert.equal(response.status, 200);
       await response.text();
     }
-    assert.deepEqual(proxy.turns.map((t) => t.injected.includes('return_token_ids')), [false, false]);
-    assert.ok(proxy.turns.every((t) => t.per_token_logps.length > 0), 'logprobs still recorded');
+    assert.deepEqual(
+      proxy.turns.map((t) => t.injected.includes('return_token_ids')),
+      [false, false],
+    );
+    assert.ok(
+      proxy.turns.every((t) => t.per_token_logps.length > 0),
+      'logprobs still recorded',
+    );
     assert.equal(llm.requests.filter((q) => q.body.return_token_ids).length, 1, 'only the first, refused request carried it');
   });
 
@@ -153,7 +185,10 @@ describe('recording proxy', () => {
       assert.equal(response.status, 400);
       assert.match(await response.text(), /maximum context length/);
     }
-    assert.deepEqual(proxy.turns.map((t) => t.injected.includes('return_token_ids') && t.injected.includes('logprobs')), [true, true]);
+    assert.deepEqual(
+      proxy.turns.map((t) => t.injected.includes('return_token_ids') && t.injected.includes('logprobs')),
+      [true, true],
+    );
   });
 
   it('records a malformed stream and passes the bytes on', async () => {

@@ -45,7 +45,10 @@ describe('opencode-env rollout (the README main job) and traces', () => {
     const out = path.join(dataDir, 'export.jsonl');
     const { stderr } = await run(process.execPath, [cliPath, 'traces', 'export', '--out', out], { env });
     assert.match(stderr, /exported 1 rollouts/);
-    const [example] = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [example] = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(example.task_id, 'fizzbuzz');
     assert.equal(example.reward, 1);
     assert.equal(example.turns.length, 3, 'agent turns only');
@@ -65,7 +68,10 @@ describe('opencode-env rollout (the README main job) and traces', () => {
     const bad = path.join(dataDir, 'bad-task.json');
     writeFileSync(bad, JSON.stringify({ instruction: 'x', max_tokens_cap: -1 }));
     await assert.rejects(
-      run(process.execPath, [cliPath, 'rollout', '--task', bad, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'], { cwd: repoRoot, env }),
+      run(process.execPath, [cliPath, 'rollout', '--task', bad, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'], {
+        cwd: repoRoot,
+        env,
+      }),
       (error: { stderr: string; code: number }) => /max_tokens_cap/.test(error.stderr) && error.code === 1,
     );
   });
@@ -73,9 +79,11 @@ describe('opencode-env rollout (the README main job) and traces', () => {
   it('with --json prints the full result as JSON and logs JSON lines', async () => {
     const task = path.join(dataDir, 'setup-fails.json');
     writeFileSync(task, JSON.stringify({ instruction: 'x', task_id: 'json-mode', setup: ['echo nope >&2; exit 5'], verify: ['true'] }));
-    const failed = await run(process.execPath, [cliPath, 'rollout', '--json', '--task', task, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'], { cwd: repoRoot, env }).catch(
-      (error: { stdout: string; stderr: string; code: number }) => error,
-    );
+    const failed = await run(
+      process.execPath,
+      [cliPath, 'rollout', '--json', '--task', task, '--scripted-llm', 'resources/examples/fizzbuzz/script.json'],
+      { cwd: repoRoot, env },
+    ).catch((error: { stdout: string; stderr: string; code: number }) => error);
     assert.equal((failed as { code?: number }).code, 1, 'a rollout with an error exits 1');
     const result = JSON.parse(failed.stdout);
     assert.equal(result.task_id, 'json-mode');

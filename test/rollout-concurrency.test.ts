@@ -24,7 +24,10 @@ describe('MAX_CONCURRENT_ENVS bounds concurrent rollouts', () => {
       ),
     );
     const results = (await Promise.all(calls)).map((r) => r.structuredContent as Record<string, any>);
-    assert.deepEqual(results.map((r) => r.reward), [1, 1]);
+    assert.deepEqual(
+      results.map((r) => r.reward),
+      [1, 1],
+    );
     const waiting = events.find((e) => /waiting for a free slot \(1 rollouts running, limit 1\)/.test(e.message));
     assert.ok(waiting, `one rollout was told to wait: ${JSON.stringify(events)}`);
     const other = 1 - waiting.call;

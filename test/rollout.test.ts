@@ -15,9 +15,16 @@ describe('run_rollout with the real opencode and a scripted model', () => {
   const logged: string[] = [];
 
   before(async () => {
-    [server, llm, wrongLlm] = await Promise.all([startServer(), startScripted(exampleScript('script.json')), startScripted(exampleScript('script-wrong.json'))]);
+    [server, llm, wrongLlm] = await Promise.all([
+      startServer(),
+      startScripted(exampleScript('script.json')),
+      startScripted(exampleScript('script-wrong.json')),
+    ]);
     server.client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void listChanges.push(Date.now()));
-    server.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void (n.params.logger === 'run_rollout' && logged.push(String(n.params.data))));
+    server.client.setNotificationHandler(
+      LoggingMessageNotificationSchema,
+      (n) => void (n.params.logger === 'run_rollout' && logged.push(String(n.params.data))),
+    );
   });
   after(async () => {
     await Promise.all([server.close(), llm.close(), wrongLlm.close()]);
@@ -45,16 +52,28 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     assert.equal(r.verify_results[0].exit_code, 0);
     assert.match(r.verify_results[0].stdout, /all 100 lines correct/);
     for (const phase of ['sandbox', 'proxy', 'agent', 'verify', 'collect']) assert.equal(typeof r.timings[phase], 'number', phase);
-    assert.ok(r.agent_events.some((e: any) => e.type === 'tool_use' && e.part?.tool === 'write'), 'opencode events are parsed');
+    assert.ok(
+      r.agent_events.some((e: any) => e.type === 'tool_use' && e.part?.tool === 'write'),
+      'opencode events are parsed',
+    );
 
     const agentTurns = r.proxy_turns.filter((t: any) => t.kind === 'agent');
     assert.equal(agentTurns.length, 3, 'three scripted agent steps');
     assert.ok(r.proxy_turns.some((t: any) => t.kind === 'title'));
     const first = agentTurns[0];
     const expectedTokens = tokenize("I'll write fizzbuzz.py.");
-    assert.deepEqual(first.completion_tokens.slice(0, expectedTokens.length), expectedTokens.map((t) => t.token));
-    assert.deepEqual(first.completion_token_ids.slice(0, expectedTokens.length), expectedTokens.map((t) => t.id));
-    assert.deepEqual(first.per_token_logps.slice(0, expectedTokens.length), expectedTokens.map((t) => t.logprob));
+    assert.deepEqual(
+      first.completion_tokens.slice(0, expectedTokens.length),
+      expectedTokens.map((t) => t.token),
+    );
+    assert.deepEqual(
+      first.completion_token_ids.slice(0, expectedTokens.length),
+      expectedTokens.map((t) => t.id),
+    );
+    assert.deepEqual(
+      first.per_token_logps.slice(0, expectedTokens.length),
+      expectedTokens.map((t) => t.logprob),
+    );
     assert.equal(first.completion_token_ids.length, first.per_token_logps.length);
     assert.equal(first.finish_reason, 'tool_calls');
     assert.equal(first.upstream_status, 200);
@@ -76,7 +95,10 @@ describe('run_rollout with the real opencode and a scripted model', () => {
 
     assert.ok(progress.includes('phase: agent'));
     assert.ok(progress.includes('phase: verify'));
-    assert.ok(progress.some((m) => /^LLM turn \d+ \(agent\): tool_calls/.test(m)), progress.join('\n'));
+    assert.ok(
+      progress.some((m) => /^LLM turn \d+ \(agent\): tool_calls/.test(m)),
+      progress.join('\n'),
+    );
     assert.deepEqual(logged, progress, 'the same messages arrive as info log notifications');
 
     const state = await server.callOk('get_state');
@@ -123,7 +145,8 @@ describe('run_rollout with the real opencode and a scripted model', () => {
       ...exampleTask(),
       base_url: llm.url,
       model: 'scripted-model',
-      test_script: 'echo \'{"reward": 0.75, "tests_passed": 3, "style": 0.5, "note": "text is ignored"}\' > "$HOME/logs/verifier/reward.json"; exit 1',
+      test_script:
+        'echo \'{"reward": 0.75, "tests_passed": 3, "style": 0.5, "note": "text is ignored"}\' > "$HOME/logs/verifier/reward.json"; exit 1',
     });
     assert.equal(r.reward, 0.75);
     assert.deepEqual(r.rewards, { tests_passed: 3, style: 0.5 });
@@ -164,8 +187,11 @@ describe('run_rollout with the real opencode and a scripted model', () => {
     assert.equal(r.mode, 'black_box');
     assert.deepEqual(r.proxy_turns, []);
     const received = wrongLlm.requests.slice(before).filter((q) => q.path === '/v1/chat/completions');
-    assert.ok(received.length >= 4);
-    assert.ok(received.every((q) => q.body.logprobs === undefined && q.body.return_token_ids === undefined), 'nothing was injected');
+    assert.ok(received.length >= 3, `the title and both scripted steps were relayed (${received.length} requests)`);
+    assert.ok(
+      received.every((q) => q.body.logprobs === undefined && q.body.return_token_ids === undefined),
+      'nothing was injected',
+    );
   });
 
   it('rejects a request it cannot run, naming the field, without running anything', async () => {

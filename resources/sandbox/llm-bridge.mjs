@@ -36,5 +36,5 @@ server.listen(0, '127.0.0.1', () => {
     process.stderr.write(`llm-bridge: cannot run ${command}: ${error.message}\n`);
     process.exit(127);
   });
-  child.on('exit', (code, signal) => process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1));
+  child.on('exit', (code, signal) => process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1)));
 });

@@ -5,7 +5,7 @@ import { packageRoot } from '../paths.js';
 export const MCP_HOSTS = ['claude-desktop', 'claude-code', 'cursor', 'vscode'] as const;
 export type McpHost = (typeof MCP_HOSTS)[number];
 
-export function isMcpHost(value: string): value is McpHost {
+function isMcpHost(value: string): value is McpHost {
   return (MCP_HOSTS as readonly string[]).includes(value);
 }
 

@@ -34,7 +34,9 @@ export async function runProxyCommand(options: ProxyCommandOptions): Promise<voi
     onTurn: (turn) => turnsLog?.write(`${JSON.stringify(turn)}\n`),
   });
   process.stdout.write(`${proxy.address}/v1\n`);
-  process.stderr.write(`recording proxy on ${proxy.address}/v1 -> ${options.upstream}${options.turns ? `, turns to ${options.turns}` : ''}\n`);
+  process.stderr.write(
+    `recording proxy on ${proxy.address}/v1 -> ${options.upstream}${options.turns ? `, turns to ${options.turns}` : ''}\n`,
+  );
   const stop = () =>
     void proxy
       .close()

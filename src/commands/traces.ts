@@ -14,7 +14,9 @@ export async function listTraces(options: { limit: string }): Promise<void> {
   const summaries = await traces.list(Number(options.limit));
   if (summaries.length === 0) process.stderr.write(`no traces in ${traces.dir}\n`);
   for (const t of summaries) {
-    process.stdout.write(`${t.rollout_id}\t${t.created_at}\t${t.task_id || '-'}\treward=${t.reward ?? 'null'}\tturns=${t.turns}${t.error ? `\terror=${t.error}` : ''}\n`);
+    process.stdout.write(
+      `${t.rollout_id}\t${t.created_at}\t${t.task_id || '-'}\treward=${t.reward ?? 'null'}\tturns=${t.turns}${t.error ? `\terror=${t.error}` : ''}\n`,
+    );
   }
 }
 
@@ -44,5 +46,7 @@ export async function exportTraces(options: { out?: string; includeFailed?: bool
     written += 1;
   }
   if (out !== process.stdout) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));
-  process.stderr.write(`exported ${written} rollouts${skipped ? ` (skipped ${skipped} without a reward; --include-failed keeps them)` : ''}\n`);
+  process.stderr.write(
+    `exported ${written} rollouts${skipped ? ` (skipped ${skipped} without a reward; --include-failed keeps them)` : ''}\n`,
+  );
 }

@@ -11,7 +11,10 @@ export const episodeStateSchema = z
     episode_id: z.string().describe('The id given to reset, or a UUID'),
     step_count: z.number().int().describe('execute_python calls in this episode'),
     last_exit_code: z.number().int().nullable().describe('exit_code of the last execute_python call; null before the first'),
-    rollouts_completed: z.number().int().describe('run_rollout calls that ran to an end (with a reward or an error), not counting cancelled ones'),
+    rollouts_completed: z
+      .number()
+      .int()
+      .describe('run_rollout calls that ran to an end (with a reward or an error), not counting cancelled ones'),
     rollouts_cancelled: z.number().int().describe('run_rollout calls cancelled by the client'),
     last_reward: z.number().nullable().describe('Reward of the last completed rollout'),
     last_task_id: z.string().nullable().describe('task_id of the last completed rollout'),
@@ -22,7 +25,6 @@ export const episodeStateSchema = z
     sandbox_id: z.string().nullable().describe("The episode's sandbox; null until it is first used"),
     python_running: z.boolean().describe("Whether the episode's Python interpreter is up (its state is kept between calls)"),
   })
-  .meta({ title: 'EpisodeState', description: "The current episode: its sandbox, Python interpreter and counters" });
+  .meta({ title: 'EpisodeState', description: 'The current episode: its sandbox, Python interpreter and counters' });
 
-export type ResetRequest = z.output<typeof resetRequestSchema>;
 export type EpisodeState = z.infer<typeof episodeStateSchema>;

@@ -78,14 +78,16 @@ export class Episode {
     if (this.closed) return Promise.reject(new SandboxError('the episode is closed'));
     if (!this.sandboxPromise) {
       const generation = this.generation;
-      this.sandboxPromise = this.deps.provider.create({ label: 'episode', metadata: { episode_id: this.episodeId } }).then(async (sandbox) => {
-        if (this.generation !== generation || this.closed) {
-          await sandbox.kill();
-          throw new SandboxError('the episode was reset while its sandbox was starting');
-        }
-        this.sandbox = sandbox;
-        return sandbox;
-      });
+      this.sandboxPromise = this.deps.provider
+        .create({ label: 'episode', metadata: { episode_id: this.episodeId } })
+        .then(async (sandbox) => {
+          if (this.generation !== generation || this.closed) {
+            await sandbox.kill();
+            throw new SandboxError('the episode was reset while its sandbox was starting');
+          }
+          this.sandbox = sandbox;
+          return sandbox;
+        });
       this.sandboxPromise.catch(() => {
         if (this.generation === generation) this.sandboxPromise = null;
       });
@@ -208,7 +210,9 @@ function resetResult(): ExecutePythonResult {
 
 function describeOutcome(outcome: ExecutionOutcome, timeoutS: number): ExecutePythonResult {
   const stopped = (reason: 'timeout' | 'cancelled') =>
-    reason === 'timeout' ? `TimeoutError: execution exceeded the ${timeoutS} s limit (timeout_s)` : 'Cancelled: the client cancelled this call';
+    reason === 'timeout'
+      ? `TimeoutError: execution exceeded the ${timeoutS} s limit (timeout_s)`
+      : 'Cancelled: the client cancelled this call';
   switch (outcome.kind) {
     case 'completed':
       return {

@@ -31,7 +31,10 @@ const INDEX_FILE = 'index.jsonl';
 const MIN_SECRET_LENGTH = 8;
 
 export function newRolloutId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `rollout-${stamp}-${randomBytes(4).toString('hex')}`;
 }
 
@@ -46,9 +49,14 @@ export function scrubSecrets(text: string, secrets: Array<string | undefined>): 
   let out = text;
   for (const secret of secrets) {
     if (secret && secret.length >= MIN_SECRET_LENGTH) {
-      out = out.split(secret).join('[redacted]');
-      const jsonEscaped = JSON.stringify(secret).slice(1, -1);
-      if (jsonEscaped !== secret) out = out.split(jsonEscaped).join('[redacted]');
+      // The raw secret, then each level of JSON escaping it may sit under (JSON text inside JSON, as in tool calls).
+      let form = secret;
+      for (let depth = 0; depth < 4; depth += 1) {
+        out = out.split(form).join('[redacted]');
+        const escaped = JSON.stringify(form).slice(1, -1);
+        if (escaped === form) break;
+        form = escaped;
+      }
     }
   }
   return out;

@@ -30,7 +30,7 @@ function mcpToolListing(): Tool[] {
 }
 
 /** MCP's view of an outcome: the structured value plus the same JSON as text, for clients that read only text. */
-export function toCallToolResult(tool: ToolDefinition, outcome: ToolOutcome): CallToolResult {
+function toCallToolResult(tool: ToolDefinition, outcome: ToolOutcome): CallToolResult {
   if (outcome.ok) {
     return { content: [{ type: 'text', text: JSON.stringify(outcome.value) }], structuredContent: outcome.value };
   }
@@ -60,7 +60,9 @@ export function serveTools(server: Server, services: SessionServices): void {
             .catch(() => undefined);
         }
         // Also a log notification, which a client filters with logging/setLevel.
-        void server.sendLoggingMessage({ level: PROGRESS_LOG_LEVEL, logger: tool.name, data: message }, extra.sessionId).catch(() => undefined);
+        void server
+          .sendLoggingMessage({ level: PROGRESS_LOG_LEVEL, logger: tool.name, data: message }, extra.sessionId)
+          .catch(() => undefined);
       },
     });
     return toCallToolResult(tool, outcome);

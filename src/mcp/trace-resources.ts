@@ -26,7 +26,8 @@ export function registerTraceResources(server: McpServer, traces: TraceStore): v
     }),
     {
       title: 'Rollout trace',
-      description: 'The full record of one run_rollout: parameters, result, and every LLM call with its request, response, token ids and logprobs.',
+      description:
+        'The full record of one run_rollout: parameters, result, and every LLM call with its request, response, token ids and logprobs.',
       mimeType: 'application/json',
     },
     async (uri, variables) => {

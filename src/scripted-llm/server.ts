@@ -31,7 +31,7 @@ export interface ScriptedLlm {
   close(): Promise<void>;
 }
 
-export interface ReceivedRequest {
+interface ReceivedRequest {
   path: string;
   headers: Record<string, string | string[] | undefined>;
   body: any;
@@ -51,7 +51,9 @@ function buildEmissions(turn: ScriptedTurn, callIdPrefix: string): { emissions: 
     const nameTokens = tokenize(call.name);
     emissions.push({
       tokens: nameTokens.slice(0, 1),
-      delta: () => ({ tool_calls: [{ index, id: `${callIdPrefix}_${index}`, type: 'function', function: { name: call.name, arguments: '' } }] }),
+      delta: () => ({
+        tool_calls: [{ index, id: `${callIdPrefix}_${index}`, type: 'function', function: { name: call.name, arguments: '' } }],
+      }),
     });
     if (nameTokens.length > 1) emissions.push({ tokens: nameTokens.slice(1), delta: () => ({}) });
     emissions.push({ tokens: tokenize(args), delta: (t) => ({ tool_calls: [{ index, function: { arguments: t.token } }] }) });
@@ -85,12 +87,20 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
   async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, body: any): Promise<void> {
     const script = options.script;
     if (script.error) {
-      sendJson(res, script.error.status, { error: { message: script.error.message ?? `scripted error ${script.error.status}`, type: 'scripted_error', code: script.error.status } });
+      sendJson(res, script.error.status, {
+        error: {
+          message: script.error.message ?? `scripted error ${script.error.status}`,
+          type: 'scripted_error',
+          code: script.error.status,
+        },
+      });
       return;
     }
     const rejected = (script.reject_fields ?? []).find((field) => field in body);
     if (rejected) {
-      sendJson(res, 400, { error: { message: `Unrecognized request argument supplied: ${rejected}`, type: 'invalid_request_error', param: rejected } });
+      sendJson(res, 400, {
+        error: { message: `Unrecognized request argument supplied: ${rejected}`, type: 'invalid_request_error', param: rejected },
+      });
       return;
     }
     const messages: Array<{ role: string; content?: unknown }> = Array.isArray(body.messages) ? body.messages : [];
@@ -103,7 +113,9 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
     const pause = (ms: number | undefined) => (ms ? sleep(ms, true, { signal: gone.signal }).catch(() => false) : Promise.resolve(true));
     if (!(await pause(turn.delay_ms))) return;
     if (turn.error) {
-      sendJson(res, turn.error.status, { error: { message: turn.error.message ?? `scripted error ${turn.error.status}`, type: 'scripted_error', code: turn.error.status } });
+      sendJson(res, turn.error.status, {
+        error: { message: turn.error.message ?? `scripted error ${turn.error.status}`, type: 'scripted_error', code: turn.error.status },
+      });
       return;
     }
 
@@ -115,10 +127,21 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
     const { emissions, finishReason } = buildEmissions(turn, `call_${messages.filter((m) => m.role === 'assistant').length + 1}`);
     const promptIds = promptTokenIds(messages);
     const completionTokens = emissions.reduce((n, e) => n + e.tokens.length, 0);
-    const usage = { prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens };
+    const usage = {
+      prompt_tokens: promptIds.length,
+      completion_tokens: completionTokens,
+      total_tokens: promptIds.length + completionTokens,
+    };
     const logprobsFor = (tokens: FakeToken[]) =>
       wantLogprobs
-        ? { content: tokens.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token, 'utf8')], top_logprobs: topLogprobs(t, topCount) })) }
+        ? {
+            content: tokens.map((t) => ({
+              token: t.token,
+              logprob: t.logprob,
+              bytes: [...Buffer.from(t.token, 'utf8')],
+              top_logprobs: topLogprobs(t, topCount),
+            })),
+          }
         : null;
 
     if (body.stream !== true) {
@@ -137,7 +160,15 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message, logprobs: logprobsFor(allTokens), finish_reason: finishReason, ...(wantTokenIds ? { token_ids: allTokens.map((t) => t.id) } : {}) }],
+        choices: [
+          {
+            index: 0,
+            message,
+            logprobs: logprobsFor(allTokens),
+            finish_reason: finishReason,
+            ...(wantTokenIds ? { token_ids: allTokens.map((t) => t.id) } : {}),
+          },
+        ],
         usage,
         ...(wantTokenIds ? { prompt_token_ids: promptIds } : {}),
       });
@@ -175,7 +206,7 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
   const server = http.createServer((req, res) => {
     void (async () => {
       const raw = await readBody(req);
-      let body: any = null;
+      let body: any;
       try {
         body = raw ? JSON.parse(raw) : null;
       } catch {
@@ -191,7 +222,8 @@ export async function startScriptedLlm(options: ScriptedLlmOptions): Promise<Scr
       }
       const path = (req.url ?? '').split('?')[0];
       if (req.method === 'GET' && (path === '/health' || path === '/v1/health')) return sendJson(res, 200, { status: 'ok' });
-      if (req.method === 'GET' && path === '/v1/models') return sendJson(res, 200, { object: 'list', data: [{ id: model, object: 'model', owned_by: 'opencode-env' }] });
+      if (req.method === 'GET' && path === '/v1/models')
+        return sendJson(res, 200, { object: 'list', data: [{ id: model, object: 'model', owned_by: 'opencode-env' }] });
       if (req.method === 'POST' && path === '/v1/chat/completions' && body && typeof body === 'object') return handleChat(req, res, body);
       sendJson(res, 404, { error: { message: `no route for ${req.method} ${path}`, type: 'not_found' } });
     })().catch((error: Error) => {

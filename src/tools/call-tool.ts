@@ -5,7 +5,7 @@ import type { CallContext, SessionServices, ToolDefinition } from './tool.js';
 export type ToolOutcome<Output = Record<string, unknown>> = { ok: true; value: Output } | { ok: false; error: ClassifiedError };
 
 /** Names each problem with the field it is about, as a caller needs to fix it. */
-export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
   return issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(arguments)'}: ${issue.message}`).join('; ');
 }
 

@@ -15,13 +15,13 @@ export interface CallContext {
   /** Aborted when the caller cancels the call or goes away. */
   signal: AbortSignal;
   /** Short human-readable progress messages (phases, LLM turns). */
-  progress(message: string): void;
+  progress: (message: string) => void;
 }
 
-export type ToolContext = SessionServices & CallContext & { logger: Logger };
+type ToolContext = SessionServices & CallContext & { logger: Logger };
 
 /** Hints about a tool's behaviour, as MCP defines them (readOnlyHint and so on). */
-export interface ToolHints {
+interface ToolHints {
   readOnlyHint?: boolean;
   destructiveHint?: boolean;
   idempotentHint?: boolean;

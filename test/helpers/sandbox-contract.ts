@@ -71,7 +71,10 @@ export function sandboxContract(target: SandboxContractTarget): void {
     });
 
     it('caps captured output, keeping its start and end', async () => {
-      const result = await sandbox.run(bash("head -c 300000 /dev/zero | tr '\\0' a; echo END"), { timeoutMs: 10_000, maxOutputBytes: 1000 });
+      const result = await sandbox.run(bash("head -c 300000 /dev/zero | tr '\\0' a; echo END"), {
+        timeoutMs: 10_000,
+        maxOutputBytes: 1000,
+      });
       assert.ok(result.stdout.startsWith('a'.repeat(500)));
       assert.ok(result.stdout.endsWith('END\n'));
       assert.match(result.stdout, /\[\.\.\. 299004 bytes of output omitted \.\.\.\]/);
@@ -115,7 +118,8 @@ export function sandboxContract(target: SandboxContractTarget): void {
       const channel = await sandbox.openLlmChannel((connection) => host.emit('connection', connection));
       try {
         const node = await sandbox.binaryPath('node');
-        const script = 'const r = await fetch(process.argv[1] + "/v1/models?x=1"); console.log(r.status, await r.text(), process.env.LLM_URL === process.argv[1]);';
+        const script =
+          'const r = await fetch(process.argv[1] + "/v1/models?x=1"); console.log(r.status, await r.text(), process.env.LLM_URL === process.argv[1]);';
         const argv = await channel.command([node, '--input-type=module', '-e', script, channel.url]);
         const result = await sandbox.run(argv, { env: { LLM_URL: channel.url }, timeoutMs: 30_000 });
         assert.equal(result.stderr, '');

@@ -60,13 +60,20 @@ describe('CappedOutput', () => {
 
   it('one byte over the limit omits one byte', () => {
     const input = text(11);
-    assert.equal(collect(10, [Buffer.from(input)]).toString(), `${input.slice(0, 5)}\n[... 1 bytes of output omitted ...]\n${input.slice(6)}`);
+    assert.equal(
+      collect(10, [Buffer.from(input)]).toString(),
+      `${input.slice(0, 5)}\n[... 1 bytes of output omitted ...]\n${input.slice(6)}`,
+    );
   });
 
   it('with an odd limit the head gets the extra byte', () => {
     const input = text(50);
     assert.equal(collect(11, [Buffer.from(input)]).toString(), expectedCapped(input, 11));
-    assert.ok(collect(11, [Buffer.from(input)]).toString().startsWith(input.slice(0, 6) + '\n'));
+    assert.ok(
+      collect(11, [Buffer.from(input)])
+        .toString()
+        .startsWith(input.slice(0, 6) + '\n'),
+    );
   });
 
   it('gives the same result whatever the chunk sizes', () => {

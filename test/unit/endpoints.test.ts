@@ -112,7 +112,12 @@ describe('loadConfig: the endpoint catalog', () => {
 
   it('environment variables override the defaults; a trailing slash is dropped from a url', () => {
     const { endpoints } = loadConfig({ VLLM_URL: 'http://gpu-box:8000/v1/', VLLM_MODEL: 'my-model', VLLM_API_KEY: 'secret-key' }).rollouts;
-    assert.deepEqual(endpoints.vllm, { baseUrl: 'http://gpu-box:8000/v1', apiKey: 'secret-key', model: 'my-model', urlVariable: 'VLLM_URL' });
+    assert.deepEqual(endpoints.vllm, {
+      baseUrl: 'http://gpu-box:8000/v1',
+      apiKey: 'secret-key',
+      model: 'my-model',
+      urlVariable: 'VLLM_URL',
+    });
   });
 
   it('empty endpoint variables count as unset', () => {
@@ -150,7 +155,10 @@ describe('loadConfig: other settings', () => {
   }
 
   it('reports every invalid variable at once', () => {
-    assert.throws(() => loadConfig({ MAX_CONCURRENT_ENVS: '0', VLLM_URL: 'ftp://x' }), /MAX_CONCURRENT_ENVS.*VLLM_URL|VLLM_URL.*MAX_CONCURRENT_ENVS/);
+    assert.throws(
+      () => loadConfig({ MAX_CONCURRENT_ENVS: '0', VLLM_URL: 'ftp://x' }),
+      /MAX_CONCURRENT_ENVS.*VLLM_URL|VLLM_URL.*MAX_CONCURRENT_ENVS/,
+    );
   });
 
   // `present()` in config.ts says "Empty variables count as unset, as shells and .env files often leave them";

@@ -75,7 +75,11 @@ describe('injectFields: other changes', () => {
 
   it('caps max_tokens and max_completion_tokens above the cap, naming each', () => {
     const cap = 1000;
-    const { body, extras } = injectFields(request({ max_tokens: cap * 32, max_completion_tokens: cap + 1 }), { ...policy, maxTokensCap: cap }, none);
+    const { body, extras } = injectFields(
+      request({ max_tokens: cap * 32, max_completion_tokens: cap + 1 }),
+      { ...policy, maxTokensCap: cap },
+      none,
+    );
     assert.equal(body.max_tokens, cap);
     assert.equal(body.max_completion_tokens, cap);
     assert.deepEqual(extras, ['max_tokens', 'max_completion_tokens']);
@@ -83,7 +87,11 @@ describe('injectFields: other changes', () => {
 
   it('leaves a limit at or below the cap as it is', () => {
     const cap = 1000;
-    const { body, extras } = injectFields(request({ max_tokens: cap, max_completion_tokens: cap - 1 }), { ...policy, maxTokensCap: cap }, none);
+    const { body, extras } = injectFields(
+      request({ max_tokens: cap, max_completion_tokens: cap - 1 }),
+      { ...policy, maxTokensCap: cap },
+      none,
+    );
     assert.equal(body.max_tokens, cap);
     assert.equal(body.max_completion_tokens, cap - 1);
     assert.deepEqual(extras, []);
@@ -151,7 +159,12 @@ describe('stripInjected', () => {
     const response = {
       id: 'x',
       prompt_token_ids: [1],
-      choices: [0, 1].map((index) => ({ index, message: { role: 'assistant', content: 'c' }, token_ids: [index], logprobs: { content: [] } })),
+      choices: [0, 1].map((index) => ({
+        index,
+        message: { role: 'assistant', content: 'c' },
+        token_ids: [index],
+        logprobs: { content: [] },
+      })),
       usage: { total_tokens: 3 },
     };
     assert.deepEqual(stripInjected(response, ['return_token_ids', 'logprobs']), {
@@ -170,9 +183,16 @@ describe('stripInjected', () => {
 
 describe('refusedInjection', () => {
   it('finds the injected field an error body names', () => {
-    const body = JSON.stringify({ object: 'error', message: "1 validation error: extra field 'return_token_ids' not permitted", code: 400 });
+    const body = JSON.stringify({
+      object: 'error',
+      message: "1 validation error: extra field 'return_token_ids' not permitted",
+      code: 400,
+    });
     assert.equal(refusedInjection(body, ['return_token_ids', 'logprobs']), 'return_token_ids');
-    assert.equal(refusedInjection('{"error":{"message":"logprobs is not supported for this model"}}', ['return_token_ids', 'logprobs']), 'logprobs');
+    assert.equal(
+      refusedInjection('{"error":{"message":"logprobs is not supported for this model"}}', ['return_token_ids', 'logprobs']),
+      'logprobs',
+    );
   });
 
   it('ignores a field that was not injected', () => {
@@ -180,7 +200,9 @@ describe('refusedInjection', () => {
   });
 
   it('is undefined for an unrelated 400', () => {
-    const body = JSON.stringify({ error: { message: "This model's maximum context length is 8192 tokens", type: 'invalid_request_error' } });
+    const body = JSON.stringify({
+      error: { message: "This model's maximum context length is 8192 tokens", type: 'invalid_request_error' },
+    });
     assert.equal(refusedInjection(body, ['return_token_ids', 'logprobs']), undefined);
   });
 });

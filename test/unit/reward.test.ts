@@ -71,7 +71,12 @@ describe('reward.txt', () => {
   });
 
   it('reads integers, negatives and exponents as numbers', () => {
-    for (const [text, value] of [['1', 1], ['0', 0], ['-2.5', -2.5], ['1e-3', 0.001]] as const) {
+    for (const [text, value] of [
+      ['1', 1],
+      ['0', 0],
+      ['-2.5', -2.5],
+      ['1e-3', 0.001],
+    ] as const) {
       assert.equal(decideReward(outputs({ rewardTxt: `${text}\n` })).reward, value, text);
     }
   });

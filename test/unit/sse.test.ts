@@ -1,7 +1,9 @@
-// Covers SseSplitter and eventData: Server-Sent Events split back into events however the bytes were chunked.
+// Covers SseSplitter and eventData (SSE events however the bytes were chunked) and TurnAssembler (a completion rebuilt from chunks, token ids included).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { eventData, SseSplitter } from '../../src/core/proxy/sse.js';
+import { tokenIdFromLogprobToken, TurnAssembler } from '../../src/core/proxy/turn-assembler.js';
+import { tokenize, topLogprobs, type FakeToken } from '../../src/scripted-llm/fake-tokens.js';
 
 /** Small deterministic PRNG (mulberry32), so "random" chunkings are the same on every run. */
 function random(seed: number): () => number {
@@ -135,5 +137,315 @@ describe('eventData', () => {
 
   it('passes [DONE] through as text', () => {
     assert.equal(eventData('data: [DONE]'), '[DONE]');
+  });
+});
+
+const TOP = 3;
+const PROMPT_IDS = [101, 102, 103, 104];
+
+/** vLLM-style logprobs for sampled tokens, with TOP alternatives each. */
+function logprobsOf(tokens: FakeToken[]) {
+  return { content: tokens.map((t) => ({ token: t.token, logprob: t.logprob, top_logprobs: topLogprobs(t, TOP) })) };
+}
+
+/** One stream chunk carrying `delta`, and the token data for `tokens` (as vLLM sends with return_token_ids). */
+function chunk(delta: Record<string, unknown>, tokens: FakeToken[], extra: Record<string, unknown> = {}) {
+  return {
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta, logprobs: logprobsOf(tokens), token_ids: tokens.map((t) => t.id), finish_reason: null }],
+    ...extra,
+  };
+}
+
+describe('TurnAssembler: a streamed completion', () => {
+  // What the model "says": reasoning (sent once as reasoning_content, once as reasoning), text, and two tool calls.
+  const thinking1 = tokenize('Let me think');
+  const thinking2 = tokenize(' about it.');
+  const text = tokenize('I will write two files.');
+  const argsA = tokenize('{"path":"a.txt","content":"A"}');
+  const argsB = tokenize('{"path":"b.txt","content":"B"}');
+  const usage = { prompt_tokens: PROMPT_IDS.length, completion_tokens: 42, total_tokens: 46 };
+
+  const chunks: unknown[] = [];
+  const emitted: FakeToken[] = [];
+  const emit = (delta: Record<string, unknown>, tokens: FakeToken[], extra: Record<string, unknown> = {}) => {
+    chunks.push(chunk(delta, tokens, extra));
+    emitted.push(...tokens);
+  };
+  emit({ role: 'assistant', content: '' }, [], { prompt_token_ids: PROMPT_IDS });
+  for (const t of thinking1) emit({ reasoning_content: t.token }, [t]);
+  for (const t of thinking2) emit({ reasoning: t.token }, [t]);
+  for (const t of text) emit({ content: t.token }, [t]);
+  // Both calls open with their id and name, then their arguments arrive interleaved, index 1 first.
+  emit({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'wri', arguments: '' } }] }, []);
+  emit({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'write', arguments: '' } }] }, []);
+  emit({ tool_calls: [{ index: 1, function: { name: 'te' } }] }, []);
+  const longest = Math.max(argsA.length, argsB.length);
+  for (let i = 0; i < longest; i++) {
+    if (argsB[i]) emit({ tool_calls: [{ index: 1, function: { arguments: argsB[i]!.token } }] }, [argsB[i]!]);
+    if (argsA[i]) emit({ tool_calls: [{ index: 0, function: { arguments: argsA[i]!.token } }] }, [argsA[i]!]);
+  }
+  chunks.push({ id: 'chatcmpl-1', choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' }] });
+  chunks.push({ id: 'chatcmpl-1', choices: [], usage });
+
+  const assembler = new TurnAssembler();
+  for (const c of chunks) assembler.addChunk(c);
+  const turn = assembler.finish();
+
+  it('joins the content deltas', () => {
+    assert.equal(turn.response.content, text.map((t) => t.token).join(''));
+  });
+
+  it('joins reasoning sent as reasoning_content and as reasoning', () => {
+    assert.equal(turn.response.reasoning, 'Let me think about it.');
+  });
+
+  it('rebuilds parallel tool calls by index, in index order, whatever order their deltas came in', () => {
+    assert.deepEqual(turn.response.tool_calls, [
+      { id: 'call_a', name: 'write', arguments: '{"path":"a.txt","content":"A"}' },
+      { id: 'call_b', name: 'write', arguments: '{"path":"b.txt","content":"B"}' },
+    ]);
+    for (const call of turn.response.tool_calls) assert.doesNotThrow(() => JSON.parse(call.arguments));
+  });
+
+  it('keeps the finish reason and the usage block', () => {
+    assert.equal(turn.finish_reason, 'tool_calls');
+    assert.deepEqual(turn.usage, usage);
+  });
+
+  it('takes prompt_token_ids from the first chunk', () => {
+    assert.deepEqual(turn.prompt_token_ids, PROMPT_IDS);
+  });
+
+  it('collects the sampled tokens, ids and logprobs of every chunk, in order', () => {
+    assert.deepEqual(
+      turn.completion_tokens,
+      emitted.map((t) => t.token),
+    );
+    assert.deepEqual(
+      turn.completion_token_ids,
+      emitted.map((t) => t.id),
+    );
+    assert.deepEqual(
+      turn.per_token_logps,
+      emitted.map((t) => t.logprob),
+    );
+  });
+
+  it('collects the alternatives at each position', () => {
+    assert.equal(turn.top_logprobs.length, emitted.length);
+    assert.deepEqual(
+      turn.top_logprobs,
+      emitted.map((t) => topLogprobs(t, TOP).map(({ token, logprob }) => ({ token, logprob }))),
+    );
+  });
+
+  it('counts the chunks', () => {
+    assert.equal(turn.n_chunks, chunks.length);
+  });
+});
+
+describe('TurnAssembler: details of a stream', () => {
+  it('a missing or non-numeric logprob becomes null, keeping positions aligned', () => {
+    const assembler = new TurnAssembler();
+    assembler.addChunk({
+      choices: [
+        {
+          delta: { content: 'abc' },
+          logprobs: {
+            content: [
+              { token: 'a', logprob: -0.5, top_logprobs: [{ token: 'a', logprob: -0.5 }] },
+              { token: 'b', top_logprobs: [{ token: 'b' }] },
+              { token: 'c', logprob: null, top_logprobs: [{ token: 'c', logprob: -1 }] },
+            ],
+          },
+        },
+      ],
+    });
+    const turn = assembler.finish();
+    assert.deepEqual(turn.completion_tokens, ['a', 'b', 'c']);
+    assert.deepEqual(turn.per_token_logps, [-0.5, null, null]);
+    assert.deepEqual(turn.top_logprobs, [[{ token: 'a', logprob: -0.5 }], [{ token: 'b', logprob: null }], [{ token: 'c', logprob: -1 }]]);
+  });
+
+  it('keeps the first prompt_token_ids when a later chunk repeats them', () => {
+    const assembler = new TurnAssembler();
+    assembler.addChunk({ prompt_token_ids: [1, 2], choices: [{ delta: { content: 'x' } }] });
+    assembler.addChunk({ prompt_token_ids: [9, 9, 9], choices: [{ delta: { content: 'y' } }] });
+    assert.deepEqual(assembler.finish().prompt_token_ids, [1, 2]);
+  });
+
+  it('an empty stream gives an empty turn', () => {
+    const turn = new TurnAssembler().finish();
+    assert.deepEqual(turn.response, { content: '', reasoning: '', tool_calls: [] });
+    assert.equal(turn.finish_reason, null);
+    assert.equal(turn.usage, null);
+    assert.equal(turn.prompt_token_ids, null);
+    assert.deepEqual(turn.completion_token_ids, []);
+    assert.equal(turn.n_chunks, 0);
+  });
+
+  it('ignores chunks without choices', () => {
+    const assembler = new TurnAssembler();
+    assembler.addChunk({});
+    assembler.addChunk({ choices: [] });
+    assembler.addChunk({ choices: 'not a list' });
+    const turn = assembler.finish();
+    assert.equal(turn.response.content, '');
+    assert.equal(turn.n_chunks, 3);
+  });
+
+  // `data: null` and `data: 3` are valid JSON, so the proxy hands them to addChunk from a stream 'data'
+  // handler, where a throw is an uncaught exception; they should count as chunks with nothing in them.
+  it('a chunk that parsed to null or a number is ignored, not thrown on', () => {
+    const assembler = new TurnAssembler();
+    assert.doesNotThrow(() => assembler.addChunk(3));
+    assert.doesNotThrow(() => assembler.addChunk(null));
+    assert.equal(assembler.finish().n_chunks, 2);
+  });
+});
+
+describe('tokenIdFromLogprobToken', () => {
+  it('reads the id from "token_id:<id>"', () => {
+    assert.equal(tokenIdFromLogprobToken('token_id:123'), 123);
+    assert.equal(tokenIdFromLogprobToken('token_id:0'), 0);
+    assert.equal(tokenIdFromLogprobToken('token_id:151935'), 151935);
+  });
+
+  for (const token of ['hello', 'token_id:', 'token_id:12a', 'token_id:-1', ' token_id:5', 'token_id:5 ', 'xtoken_id:5', '123']) {
+    it(`${JSON.stringify(token)} is ordinary text (null)`, () => {
+      assert.equal(tokenIdFromLogprobToken(token), null);
+    });
+  }
+});
+
+describe('TurnAssembler: token ids spelled out as logprob tokens (--return-tokens-as-token-ids)', () => {
+  const tokens = tokenize('print("hi")');
+  /** A chunk whose logprob tokens are "token_id:N"; `withIds` also sends return_token_ids' token_ids. */
+  const idChunk = (t: FakeToken, withIds: boolean) => ({
+    choices: [
+      {
+        delta: { content: t.token },
+        logprobs: { content: [{ token: `token_id:${t.id}`, logprob: t.logprob, top_logprobs: [] }] },
+        ...(withIds ? { token_ids: [t.id] } : {}),
+      },
+    ],
+  });
+
+  it('uses the spelled-out ids when the stream has no token_ids', () => {
+    const assembler = new TurnAssembler();
+    for (const t of tokens) assembler.addChunk(idChunk(t, false));
+    const turn = assembler.finish();
+    assert.deepEqual(
+      turn.completion_token_ids,
+      tokens.map((t) => t.id),
+    );
+    assert.deepEqual(
+      turn.completion_tokens,
+      tokens.map((t) => `token_id:${t.id}`),
+    );
+    assert.deepEqual(
+      turn.per_token_logps,
+      tokens.map((t) => t.logprob),
+    );
+    assert.equal(turn.response.content, 'print("hi")');
+  });
+
+  it('token_ids win when both are present: each id once', () => {
+    const assembler = new TurnAssembler();
+    for (const t of tokens) assembler.addChunk(idChunk(t, true));
+    assert.deepEqual(
+      assembler.finish().completion_token_ids,
+      tokens.map((t) => t.id),
+    );
+  });
+
+  it('ordinary text tokens yield no ids', () => {
+    const assembler = new TurnAssembler();
+    for (const t of tokens) assembler.addChunk({ choices: [{ delta: { content: t.token }, logprobs: logprobsOf([t]) }] });
+    const turn = assembler.finish();
+    assert.deepEqual(turn.completion_token_ids, []);
+    assert.deepEqual(
+      turn.completion_tokens,
+      tokens.map((t) => t.token),
+    );
+  });
+
+  it('a stream mixing spelled-out ids and text yields no ids rather than a partial list', () => {
+    const [first, second] = tokens;
+    const assembler = new TurnAssembler();
+    assembler.addChunk(idChunk(first!, false));
+    assembler.addChunk({ choices: [{ delta: { content: second!.token }, logprobs: logprobsOf([second!]) }] });
+    assert.deepEqual(assembler.finish().completion_token_ids, []);
+  });
+});
+
+describe('TurnAssembler: a whole (non-streamed) response', () => {
+  const text = tokenize('Done: wrote the file.');
+  const usage = { prompt_tokens: 4, completion_tokens: text.length, total_tokens: 4 + text.length };
+  const response = {
+    id: 'chatcmpl-2',
+    object: 'chat.completion',
+    prompt_token_ids: PROMPT_IDS,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: text.map((t) => t.token).join(''),
+          reasoning_content: 'short thought',
+          tool_calls: [
+            { id: 'call_1', type: 'function', function: { name: 'read', arguments: '{"path":"x"}' } },
+            { id: 'call_2', type: 'function', function: { name: 'bash', arguments: '{"cmd":"ls"}' } },
+          ],
+        },
+        logprobs: logprobsOf(text),
+        token_ids: text.map((t) => t.id),
+        finish_reason: 'stop',
+      },
+    ],
+    usage,
+  };
+
+  const assembler = new TurnAssembler();
+  assembler.addResponse(response);
+  const turn = assembler.finish();
+
+  it('takes the message text, reasoning and tool calls in order', () => {
+    assert.deepEqual(turn.response, {
+      content: 'Done: wrote the file.',
+      reasoning: 'short thought',
+      tool_calls: [
+        { id: 'call_1', name: 'read', arguments: '{"path":"x"}' },
+        { id: 'call_2', name: 'bash', arguments: '{"cmd":"ls"}' },
+      ],
+    });
+  });
+
+  it('takes the token data, finish reason and usage, as one chunk', () => {
+    assert.deepEqual(
+      turn.completion_tokens,
+      text.map((t) => t.token),
+    );
+    assert.deepEqual(
+      turn.completion_token_ids,
+      text.map((t) => t.id),
+    );
+    assert.deepEqual(
+      turn.per_token_logps,
+      text.map((t) => t.logprob),
+    );
+    assert.equal(turn.top_logprobs.length, text.length);
+    assert.deepEqual(turn.prompt_token_ids, PROMPT_IDS);
+    assert.equal(turn.finish_reason, 'stop');
+    assert.deepEqual(turn.usage, usage);
+    assert.equal(turn.n_chunks, 1);
+  });
+
+  it('reads `reasoning` when there is no reasoning_content', () => {
+    const other = new TurnAssembler();
+    other.addResponse({ choices: [{ message: { content: 'x', reasoning: 'via reasoning' } }] });
+    assert.equal(other.finish().response.reasoning, 'via reasoning');
   });
 });

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { injectFields, refusedInjection, stripInjected, type Injection, type InjectionPolicy } from './injection.js';
 import { eventData, SseSplitter } from './sse.js';
 import { TurnAssembler } from './turn-assembler.js';
-import type { AssembledCompletion, ProxyTurn, UpstreamError } from './types.js';
+import type { AssembledCompletion, ProxyTurn } from './types.js';
 
 /**
  * The transparent recording proxy between the agent and its OpenAI-compatible endpoint. It streams
@@ -46,7 +46,19 @@ export interface RecordingProxy {
   close(): Promise<void>;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length', 'accept-encoding', 'authorization']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+  'content-length',
+  'accept-encoding',
+  'authorization',
+]);
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
 
@@ -158,7 +170,8 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   /** Upstream response headers fit to pass on (hop-by-hop ones dropped; the length too when the body is rewritten). */
   function passableHeaders(upstreamRes: http.IncomingMessage, bodyRewritten: boolean): http.IncomingHttpHeaders {
     const headers = { ...upstreamRes.headers };
-    for (const name of ['connection', 'keep-alive', 'transfer-encoding', ...(bodyRewritten ? ['content-length'] : [])]) delete headers[name];
+    for (const name of ['connection', 'keep-alive', 'transfer-encoding', ...(bodyRewritten ? ['content-length'] : [])])
+      delete headers[name];
     return headers;
   }
 
@@ -182,7 +195,8 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write(chunk([{ index: 0, delta: { role: 'assistant', content }, finish_reason: null }]));
       res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
-      if (request.stream_options?.include_usage) res.write(chunk([], { usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } }));
+      if (request.stream_options?.include_usage)
+        res.write(chunk([], { usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } }));
       res.end('data: [DONE]\n\n');
       return;
     }
@@ -215,7 +229,12 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     upstreamRes.pipe(res);
   }
 
-  async function handleChat(req: http.IncomingMessage, res: http.ServerResponse, original: Record<string, any>, signal: AbortSignal): Promise<void> {
+  async function handleChat(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    original: Record<string, any>,
+    signal: AbortSignal,
+  ): Promise<void> {
     const started = performance.now();
     const turn: Omit<ProxyTurn, keyof AssembledCompletion> = {
       turn: ++turnCounter,
@@ -299,7 +318,11 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         assembler.addResponse(payload);
         out = injected.length > 0 ? JSON.stringify(stripInjected(payload, injected)) : text;
       } catch (error) {
-        turn.upstream_error = { type: 'malformed_stream', message: `unparseable JSON response: ${(error as Error).message}`, body: text.slice(0, ERROR_BODY_LIMIT) };
+        turn.upstream_error = {
+          type: 'malformed_stream',
+          message: `unparseable JSON response: ${(error as Error).message}`,
+          body: text.slice(0, ERROR_BODY_LIMIT),
+        };
       }
       res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(out) });
       res.end(out);
@@ -321,7 +344,11 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         try {
           payload = JSON.parse(data);
         } catch (error) {
-          turn.upstream_error ??= { type: 'malformed_stream', message: `unparseable SSE data: ${(error as Error).message}`, body: data.slice(0, ERROR_BODY_LIMIT) };
+          turn.upstream_error ??= {
+            type: 'malformed_stream',
+            message: `unparseable SSE data: ${(error as Error).message}`,
+            body: data.slice(0, ERROR_BODY_LIMIT),
+          };
           out += `${event}\n\n`;
           continue;
         }
@@ -331,18 +358,18 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       if (out) res.write(out);
     };
     await new Promise<void>((resolve) => {
-      upstreamRes!.on('data', (chunk: Buffer) => emit(splitter.push(chunk)));
-      upstreamRes!.on('end', () => {
+      upstreamRes.on('data', (chunk: Buffer) => emit(splitter.push(chunk)));
+      upstreamRes.on('end', () => {
         emit(splitter.flush());
         res.end();
         resolve();
       });
-      upstreamRes!.on('error', (error) => {
+      upstreamRes.on('error', (error) => {
         turn.upstream_error ??= { type: 'stream', message: `upstream stream failed: ${error.message}` };
         res.destroy();
         resolve();
       });
-      upstreamRes!.on('aborted', () => {
+      upstreamRes.on('aborted', () => {
         turn.upstream_error ??= { type: 'stream', message: 'upstream closed the stream early' };
       });
     });
@@ -389,7 +416,9 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     });
     address = `http://${host}:${(server.address() as AddressInfo).port}`;
   }
-  note(`${address ? `listening on ${address}` : 'serving connections handed to it'}, upstream ${upstream.origin}${upstream.pathname}, ${options.record ? 'recording' : 'relay only'}`);
+  note(
+    `${address ? `listening on ${address}` : 'serving connections handed to it'}, upstream ${upstream.origin}${upstream.pathname}, ${options.record ? 'recording' : 'relay only'}`,
+  );
 
   return {
     address,
@@ -416,5 +445,3 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       }),
   };
 }
-
-export type { ProxyTurn, UpstreamError };

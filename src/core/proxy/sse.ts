@@ -1,13 +1,17 @@
+import { StringDecoder } from 'node:string_decoder';
+
 /**
  * Incremental Server-Sent Events splitter: feed it bytes as they arrive and it hands back each
  * complete event (the text between blank lines), however the bytes were cut into chunks.
  */
 export class SseSplitter {
   private pending = '';
+  /** Keeps a multi-byte character whole when a chunk boundary falls inside it. */
+  private readonly decoder = new StringDecoder('utf8');
 
   /** Complete events in `chunk` (plus what was pending); a partial event waits for the next chunk. */
   push(chunk: Buffer | string): string[] {
-    this.pending += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    this.pending += typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
     if (this.pending.includes('\r')) this.pending = this.pending.replace(/\r\n/g, '\n');
     const events: string[] = [];
     let consumed = 0;
@@ -22,9 +26,10 @@ export class SseSplitter {
 
   /** Whatever is left when the stream ends without a final blank line. */
   flush(): string[] {
+    const events = this.push(this.decoder.end());
     const rest = this.pending;
     this.pending = '';
-    return rest.trim() ? [rest] : [];
+    return rest.trim() ? [...events, rest] : events;
   }
 }
 

@@ -57,7 +57,8 @@ export class TurnAssembler {
   }
 
   private addCommon(payload: any, choice: any): void {
-    if (Array.isArray(payload.prompt_token_ids) && this.result.prompt_token_ids === null) this.result.prompt_token_ids = payload.prompt_token_ids;
+    if (Array.isArray(payload.prompt_token_ids) && this.result.prompt_token_ids === null)
+      this.result.prompt_token_ids = payload.prompt_token_ids;
     if (payload.usage) this.result.usage = payload.usage;
     if (!choice) return;
     if (Array.isArray(choice.token_ids)) this.result.completion_token_ids.push(...choice.token_ids);
@@ -68,6 +69,8 @@ export class TurnAssembler {
   /** One parsed `data:` payload of a streamed response. */
   addChunk(payload: any): void {
     this.result.n_chunks += 1;
+    // `data: null` or a bare number parses, but carries nothing: an upstream's oddity must not crash the proxy.
+    if (!payload || typeof payload !== 'object') return;
     const choice = Array.isArray(payload?.choices) ? payload.choices[0] : undefined;
     this.addCommon(payload, choice);
     const delta = choice?.delta;
@@ -90,6 +93,7 @@ export class TurnAssembler {
 
   /** A whole (non-streamed) response body. */
   addResponse(payload: any): void {
+    if (!payload || typeof payload !== 'object') return;
     this.result.n_chunks = 1;
     const choice = Array.isArray(payload?.choices) ? payload.choices[0] : undefined;
     this.addCommon(payload, choice);
@@ -98,7 +102,11 @@ export class TurnAssembler {
     const reasoning = message.reasoning_content ?? message.reasoning;
     if (typeof reasoning === 'string') this.reasoning = reasoning;
     for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
-      this.toolCallsByIndex.set(this.toolCallsByIndex.size, { id: call.id ?? null, name: call.function?.name ?? '', arguments: call.function?.arguments ?? '' });
+      this.toolCallsByIndex.set(this.toolCallsByIndex.size, {
+        id: call.id ?? null,
+        name: call.function?.name ?? '',
+        arguments: call.function?.arguments ?? '',
+      });
     }
   }
 

@@ -6,7 +6,7 @@ import { z } from 'zod';
  * tens of thousands per turn) goes to the rollout result. The types are inferred from these schemas.
  */
 
-export const upstreamErrorSchema = z
+const upstreamErrorSchema = z
   .object({
     type: z
       .enum(['connection', 'http', 'malformed_stream', 'stream'])
@@ -42,13 +42,15 @@ const assembledCompletionShape = {
   n_chunks: z.number().int().describe('Stream chunks received (1 for a whole response)'),
 };
 
-export const proxyTurnSchema = z
+const proxyTurnSchema = z
   .object({
     turn: z.number().int().describe('1-based number of the LLM call within the rollout'),
     timestamp: z.string().describe('When the call started (ISO 8601)'),
     method: z.string(),
     path: z.string(),
-    kind: z.enum(['agent', 'title', 'auxiliary']).describe("agent: a step with tools; title: opencode's session-title request; auxiliary: other"),
+    kind: z
+      .enum(['agent', 'title', 'auxiliary'])
+      .describe("agent: a step with tools; title: opencode's session-title request; auxiliary: other"),
     session_id: z.string().nullable().describe("opencode's session id, from the request headers"),
     stream: z.boolean(),
     request: z.record(z.string(), z.unknown()).nullable().describe('The request body as sent upstream (after injection)'),
@@ -63,15 +65,26 @@ export const proxyTurnSchema = z
 
 export const proxyTurnSummarySchema = proxyTurnSchema
   .omit({ request: true, response: true, top_logprobs: true, prompt_token_ids: true, method: true, path: true, n_chunks: true })
-  .meta({ title: 'ProxyTurnSummary', description: 'One LLM call; the request, response text, alternatives and prompt token ids are in the trace' });
+  .meta({
+    title: 'ProxyTurnSummary',
+    description: 'One LLM call; the request, response text, alternatives and prompt token ids are in the trace',
+  });
 
-export type UpstreamError = z.infer<typeof upstreamErrorSchema>;
 export type AssembledToolCall = z.infer<typeof toolCallSchema>;
 export type ProxyTurn = z.infer<typeof proxyTurnSchema>;
 export type AssembledCompletion = Pick<ProxyTurn, keyof typeof assembledCompletionShape>;
 export type ProxyTurnSummary = z.infer<typeof proxyTurnSummarySchema>;
 
 export function summarizeTurn(turn: ProxyTurn): ProxyTurnSummary {
-  const { request: _request, response: _response, top_logprobs: _top, prompt_token_ids: _prompt, method: _method, path: _path, n_chunks: _chunks, ...summary } = turn;
+  const {
+    request: _request,
+    response: _response,
+    top_logprobs: _top,
+    prompt_token_ids: _prompt,
+    method: _method,
+    path: _path,
+    n_chunks: _chunks,
+    ...summary
+  } = turn;
   return summary;
 }

@@ -31,5 +31,4 @@ export const executePythonResultSchema = z
   })
   .meta({ title: 'ExecutePythonResult', description: 'The outcome of one execute_python call' });
 
-export type ExecutePythonRequest = z.output<typeof executePythonRequestSchema>;
 export type ExecutePythonResult = z.infer<typeof executePythonResultSchema>;

@@ -9,7 +9,7 @@ export const ENDPOINT_NAMES = ['vllm', 'openai', 'hf_router'] as const;
 export type EndpointName = (typeof ENDPOINT_NAMES)[number];
 
 /** A named endpoint as configured on the server. */
-export interface EndpointSettings {
+interface EndpointSettings {
   /** null when the endpoint has no default and none was configured. */
   baseUrl: string | null;
   /** Empty when none is configured. Never logged or stored. */

@@ -9,7 +9,9 @@ function candidatePackages(): string[] {
   const os = process.platform === 'win32' ? 'windows' : process.platform;
   const arch = process.arch;
   const base = `opencode-${os}-${arch}`;
-  const isMusl = os === 'linux' && !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  const isMusl =
+    os === 'linux' &&
+    !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
   const hasAvx2 = arch !== 'x64' || os !== 'linux' || /\bavx2\b/.test(safeRead('/proc/cpuinfo'));
   const variants = isMusl ? [`${base}-musl`, `${base}-baseline-musl`] : [base, `${base}-baseline`];
   // Without AVX2 only the baseline build runs.

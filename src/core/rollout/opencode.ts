@@ -24,7 +24,7 @@ export interface OpencodeSettings {
 }
 
 /** opencode's configuration for one headless run: one custom provider, every permission granted. */
-export function opencodeConfig(settings: OpencodeSettings): Record<string, unknown> {
+function opencodeConfig(settings: OpencodeSettings): Record<string, unknown> {
   return {
     autoupdate: false,
     share: 'disabled',
@@ -74,7 +74,10 @@ export function opencodeArgs(model: string): string[] {
 /** Files that stop opencode's background `npm install` of its plugin package (a network call): path under home -> content. */
 export const OPENCODE_HOME_FILES: Record<string, string> = {
   '.config/opencode/node_modules/.keep': '',
-  '.config/opencode/package-lock.json': JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: { '@opencode-ai/plugin': '*' } } } }),
+  '.config/opencode/package-lock.json': JSON.stringify({
+    lockfileVersion: 3,
+    packages: { '': { dependencies: { '@opencode-ai/plugin': '*' } } },
+  }),
 };
 
 /**
@@ -83,7 +86,8 @@ export const OPENCODE_HOME_FILES: Record<string, string> = {
  * reached only through `baseUrl`.
  */
 export async function planOpencodeRun(sandbox: Sandbox, settings: OpencodeSettings & { instruction: string }): Promise<OpencodeRunPlan> {
-  for (const [file, content] of Object.entries(OPENCODE_HOME_FILES)) await sandbox.writeFile(path.posix.join(sandbox.homeDir, file), content);
+  for (const [file, content] of Object.entries(OPENCODE_HOME_FILES))
+    await sandbox.writeFile(path.posix.join(sandbox.homeDir, file), content);
   const opencode = await sandbox.binaryPath('opencode');
   return { argv: [opencode, ...opencodeArgs(settings.model)], stdin: settings.instruction, env: opencodeEnv(settings, sandbox.homeDir) };
 }
@@ -127,7 +131,11 @@ export class OpencodeEventCollector {
       this.droppedEvents += 1;
       return;
     }
-    this.events.push(trimmed.length > MAX_EVENT_CHARS ? { type: (event as { type?: unknown }).type, truncated: true, chars: trimmed.length } : (event as Record<string, unknown>));
+    this.events.push(
+      trimmed.length > MAX_EVENT_CHARS
+        ? { type: (event as { type?: unknown }).type, truncated: true, chars: trimmed.length }
+        : (event as Record<string, unknown>),
+    );
   }
 
   /** Error messages opencode reported (`error` events), for the rollout's log and error text. */

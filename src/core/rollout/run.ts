@@ -72,7 +72,10 @@ export class RolloutRunner {
       const problem = validateStagedPath(file);
       if (problem) throw new InvalidInputError(problem);
     }
-    return resolveEndpoint({ endpoint: spec.endpoint, baseUrl: spec.base_url, apiKey: spec.api_key, model: spec.model }, this.deps.endpoints);
+    return resolveEndpoint(
+      { endpoint: spec.endpoint, baseUrl: spec.base_url, apiKey: spec.api_key, model: spec.model },
+      this.deps.endpoints,
+    );
   }
 
   async run(spec: RolloutSpec, options: RolloutRunOptions = {}): Promise<RolloutResult> {
@@ -170,7 +173,10 @@ export class RolloutRunner {
             if (signal?.aborted) throw cancelled();
             if (record.exit_code !== 0) {
               const how = record.timed_out ? `timed out after ${spec.setup_timeout_s} s` : `failed with exit code ${record.exit_code}`;
-              throw new InfrastructureError('setup', `setup command ${index + 1} ${how}: ${cmd}${record.stderr ? `\n${tail(record.stderr.trim())}` : ''}`);
+              throw new InfrastructureError(
+                'setup',
+                `setup command ${index + 1} ${how}: ${cmd}${record.stderr ? `\n${tail(record.stderr.trim())}` : ''}`,
+              );
             }
           }
         });
@@ -180,9 +186,11 @@ export class RolloutRunner {
         const recorder = await this.startProxy(spec, endpoint, progress);
         proxy = recorder;
         // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
-        const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch((error: unknown) => {
-          throw asInfrastructure('sandbox', error);
-        });
+        const llmChannel = await box
+          .openLlmChannel((connection) => recorder.accept(connection))
+          .catch((error: unknown) => {
+            throw asInfrastructure('sandbox', error);
+          });
         return { recorder, llmChannel };
       });
       proxy = started.recorder;
@@ -213,11 +221,18 @@ export class RolloutRunner {
         if (signal?.aborted) throw cancelled();
         if (activeProxy.gaveUp) throw new InfrastructureError('upstream', `LLM endpoint unavailable: ${activeProxy.gaveUp}`);
         if (agent.exitCode === 126 || agent.exitCode === 127) {
-          throw new InfrastructureError('sandbox', `the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`);
+          throw new InfrastructureError(
+            'sandbox',
+            `the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`,
+          );
         }
         if (!agent.timedOut && agent.exitCode !== 0 && activeProxy.stats.successes === 0) {
-          const reason = activeProxy.turns.find((t) => t.upstream_error)?.upstream_error?.message ?? events.errors()[0] ?? 'no LLM call succeeded';
-          throw new InfrastructureError('upstream', `the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`);
+          const reason =
+            activeProxy.turns.find((t) => t.upstream_error)?.upstream_error?.message ?? events.errors()[0] ?? 'no LLM call succeeded';
+          throw new InfrastructureError(
+            'upstream',
+            `the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`,
+          );
         }
       });
 
@@ -233,7 +248,10 @@ export class RolloutRunner {
           result.verify_results.push(record);
           if (signal?.aborted) throw cancelled();
           if (record.timed_out) {
-            throw new InfrastructureError('verifier', `verifier ${label} was killed after verify_timeout_s = ${spec.verify_timeout_s} s: ${cmd.split('\n')[0]}`);
+            throw new InfrastructureError(
+              'verifier',
+              `verifier ${label} was killed after verify_timeout_s = ${spec.verify_timeout_s} s: ${cmd.split('\n')[0]}`,
+            );
           }
           return record;
         };
@@ -284,7 +302,13 @@ export class RolloutRunner {
       result.wall_s = Math.round(performance.now() - started) / 1000;
     }
     log.info(
-      { reward: result.reward, error: result.error, error_kind: result.error_kind, wall_s: result.wall_s, turns: result.proxy_turns.length },
+      {
+        reward: result.reward,
+        error: result.error,
+        error_kind: result.error_kind,
+        wall_s: result.wall_s,
+        turns: result.proxy_turns.length,
+      },
       'rollout finished',
     );
     // An upstream may echo the key in an error body; nothing that leaves here may carry it.
@@ -324,7 +348,15 @@ export class RolloutRunner {
     try {
       result.trace_uri = traceUri(result.rollout_id);
       await this.deps.traces.save(
-        { version: 1, rollout_id: result.rollout_id, created_at: createdAt, finished_at: new Date().toISOString(), spec: storedSpec, result, turns },
+        {
+          version: 1,
+          rollout_id: result.rollout_id,
+          created_at: createdAt,
+          finished_at: new Date().toISOString(),
+          spec: storedSpec,
+          result,
+          turns,
+        },
         secrets,
       );
       for (const listener of this.traceListeners) listener(result.rollout_id);

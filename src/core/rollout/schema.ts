@@ -12,7 +12,7 @@ import { ENDPOINT_NAMES } from './endpoints.js';
 const MAX_SCRIPT_CHARS = 1_000_000;
 const MAX_SECONDS = 86_400;
 
-export const ROLLOUT_DEFAULTS = {
+const ROLLOUT_DEFAULTS = {
   mode: 'transparent_proxy',
   max_tokens_cap: 4096,
   top_logprobs: 5,
@@ -21,7 +21,13 @@ export const ROLLOUT_DEFAULTS = {
   verify_timeout_s: 120,
 } as const;
 
-export const rolloutModeSchema = z.enum(['transparent_proxy', 'black_box']);
+const rolloutModeSchema = z.enum(['transparent_proxy', 'black_box']);
+
+/**
+ * Any URL `new URL()` parses. Not `z.url()`: that publishes `format: "uri"`, which is ASCII-only, so a
+ * client validating against the schema would refuse hosts and paths the server accepts.
+ */
+const absoluteUrl = z.string().refine((value) => URL.canParse(value), 'must be an absolute URL');
 
 export const rolloutRequestSchema = z
   .strictObject({
@@ -39,8 +45,8 @@ export const rolloutRequestSchema = z
       'Named endpoint configured by the server environment (VLLM_URL/VLLM_API_KEY/VLLM_MODEL, ' +
         'OPENAI_BASE_URL/OPENAI_API_KEY/OPENAI_MODEL, HF_ROUTER_BASE_URL/HF_ROUTER_API_KEY/HF_ROUTER_MODEL)',
     ),
-    base_url: optionalField(z.url(), 'OpenAI-compatible base URL ending in /v1 (overrides the endpoint)'),
-    vllm_url: optionalField(z.url(), 'Alias of base_url'),
+    base_url: optionalField(absoluteUrl, 'OpenAI-compatible base URL ending in /v1 (overrides the endpoint)'),
+    vllm_url: optionalField(absoluteUrl, 'Alias of base_url'),
     api_key: optionalField(z.string(), 'API key for the endpoint; never stored or returned'),
     model: optionalField(z.string().min(1), 'Model name as the endpoint knows it'),
     mode: fieldWithDefault(
@@ -81,13 +87,10 @@ export const rolloutRequestSchema = z
     return { ...rest, ...(url !== undefined ? { base_url: url } : {}) };
   });
 
-/** run_rollout's arguments as a client sends them. */
-export type RolloutRequest = z.input<typeof rolloutRequestSchema>;
 /** What the runner executes: the request with defaults applied and the base_url alias resolved. */
 export type RolloutSpec = z.output<typeof rolloutRequestSchema>;
-export type RolloutMode = z.infer<typeof rolloutModeSchema>;
 
-export const commandRecordSchema = z
+const commandRecordSchema = z
   .object({
     cmd: z.string(),
     exit_code: z.number().int().nullable().describe('null when the command was killed (time limit or cancellation)'),
@@ -98,7 +101,7 @@ export const commandRecordSchema = z
   })
   .meta({ title: 'CommandRecord', description: 'One setup or verifier command and what it printed (each stream capped at 64 KiB)' });
 
-export const ROLLOUT_PHASES = ['queue', 'sandbox', 'files', 'setup', 'proxy', 'agent', 'verify', 'collect', 'trace'] as const;
+const ROLLOUT_PHASES = ['queue', 'sandbox', 'files', 'setup', 'proxy', 'agent', 'verify', 'collect', 'trace'] as const;
 export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
 
 export const rolloutResultSchema = z

@@ -74,7 +74,12 @@ export function decideReward({ rewardTxt, rewardJson, testScript, verify }: Veri
   if (rewardTxt !== null) {
     const value = Number(rewardTxt.trim());
     if (rewardTxt.trim() === '' || !Number.isFinite(value)) {
-      return { reward: null, rewards: {}, problem: `reward.txt does not hold a number: ${JSON.stringify(rewardTxt.slice(0, 100))}`, source: 'reward.txt' };
+      return {
+        reward: null,
+        rewards: {},
+        problem: `reward.txt does not hold a number: ${JSON.stringify(rewardTxt.slice(0, 100))}`,
+        source: 'reward.txt',
+      };
     }
     return { reward: value, rewards: {}, problem: null, source: 'reward.txt' };
   }

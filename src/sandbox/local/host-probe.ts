@@ -12,7 +12,7 @@ export interface HostCapabilities {
   python: PythonInstall | { error: string };
 }
 
-export interface PythonInstall {
+interface PythonInstall {
   /** The real interpreter binary (shims such as pyenv's resolved away). */
   executable: string;
   version: string;
@@ -51,10 +51,13 @@ async function probePython(executable: string): Promise<PythonInstall | { error:
   const result = await probe(executable, ['-c', PYTHON_PROBE], 15_000);
   if (result.exitCode !== 0) {
     const reason = result.failure ?? result.stderr.trim();
-    return { error: `Python interpreter '${executable}' is not usable: ${reason || `exit code ${result.exitCode}`}. Set OPENCODE_ENV_PYTHON to a Python 3 interpreter.` };
+    return {
+      error: `Python interpreter '${executable}' is not usable: ${reason || `exit code ${result.exitCode}`}. Set OPENCODE_ENV_PYTHON to a Python 3 interpreter.`,
+    };
   }
   const [realExecutable, version, prefix, basePrefix] = JSON.parse(result.stdout.trim()) as string[];
-  if (!realExecutable || !version || !prefix || !basePrefix) return { error: `Python interpreter '${executable}' reported no executable path` };
+  if (!realExecutable || !version || !prefix || !basePrefix)
+    return { error: `Python interpreter '${executable}' reported no executable path` };
   return {
     executable: realExecutable,
     version,
@@ -66,7 +69,21 @@ async function probePython(executable: string): Promise<PythonInstall | { error:
 async function bwrapWorks(bwrap: string, extraArgs: string[]): Promise<string | null> {
   const result = await probe(
     bwrap,
-    ['--die-with-parent', '--unshare-pid', '--unshare-ipc', ...extraArgs, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--', 'true'],
+    [
+      '--die-with-parent',
+      '--unshare-pid',
+      '--unshare-ipc',
+      ...extraArgs,
+      '--ro-bind',
+      '/',
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--',
+      'true',
+    ],
     10_000,
   );
   return result.exitCode === 0 ? null : result.stderr.trim() || result.failure || `exit code ${result.exitCode}`;

@@ -127,12 +127,21 @@ export class BubblewrapIsolation implements Isolation {
       '--unshare-uts',
       '--unshare-cgroup-try',
       ...(this.policy.network === 'isolated' ? ['--unshare-net'] : []),
-      '--hostname', 'sandbox',
-      '--ro-bind', '/', '/',
-      '--dev', '/dev',
-      '--proc', '/proc',
-      '--perms', '01777', '--tmpfs', '/dev/shm',
-      '--tmpfs', '/run',
+      '--hostname',
+      'sandbox',
+      '--ro-bind',
+      '/',
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--perms',
+      '01777',
+      '--tmpfs',
+      '/dev/shm',
+      '--tmpfs',
+      '/run',
     ];
     if (this.policy.network === 'host' && isDirectory('/run/systemd/resolve')) {
       // /etc/resolv.conf often points here; keep name resolution working when the network is shared.
@@ -148,18 +157,30 @@ export class BubblewrapIsolation implements Isolation {
       }
     }
     args.push(
-      '--bind', dirs.home, SANDBOX_HOME,
-      '--bind', dirs.tmp, '/tmp',
-      '--perms', '0755', '--dir', SANDBOX_RUN,
-      '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
-      '--ro-bind', dirs.channel, SANDBOX_CHANNEL,
+      '--bind',
+      dirs.home,
+      SANDBOX_HOME,
+      '--bind',
+      dirs.tmp,
+      '/tmp',
+      '--perms',
+      '0755',
+      '--dir',
+      SANDBOX_RUN,
+      '--ro-bind',
+      this.policy.resourcesDir,
+      SANDBOX_RESOURCES,
+      '--ro-bind',
+      dirs.channel,
+      SANDBOX_CHANNEL,
     );
     if (Object.keys(this.policy.binaries).length > 0) args.push('--perms', '0755', '--dir', SANDBOX_BIN);
     for (const [binary, hostBinary] of Object.entries(this.policy.binaries)) {
       args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${binary}`);
     }
     args.push(
-      '--chdir', cwd,
+      '--chdir',
+      cwd,
       '--',
       ...(this.dropsPrivileges ? privilegeDropArgs(this.host) : []),
       ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges),

@@ -4,7 +4,7 @@ import { findProcessesByEnvMarker, signalProcessGroup } from '../../util/process
 import type { ProcessExit, SandboxProcess } from '../types.js';
 
 /** Environment variable every sandbox process carries, so stragglers can be found by /proc scan. */
-export const PROCESS_MARKER = 'OPENCODE_ENV_PROCESS_ID';
+const PROCESS_MARKER = 'OPENCODE_ENV_PROCESS_ID';
 
 export interface LaunchSpec {
   hostArgv: string[];
@@ -20,7 +20,7 @@ export interface LaunchSpec {
 /** How long to wait for output pipes to drain after the process itself has exited. */
 const PIPE_DRAIN_GRACE_MS = 2000;
 
-export function normalizeExit(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
+function normalizeExit(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
   if (signal) return { exitCode: 128 + (os.constants.signals[signal] ?? 0), signal };
   return { exitCode: code ?? 1, signal: null };
 }

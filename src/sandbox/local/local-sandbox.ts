@@ -12,7 +12,7 @@ import { LocalProcess } from './local-process.js';
 import { listTreeNoFollow, readFileNoFollow, writeFileNoFollow } from './safe-fs.js';
 
 /** Environment variable naming the sandbox, carried by all of its processes. */
-export const SANDBOX_MARKER = 'OPENCODE_ENV_SANDBOX_ID';
+const SANDBOX_MARKER = 'OPENCODE_ENV_SANDBOX_ID';
 
 const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];

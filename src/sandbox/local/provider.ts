@@ -106,7 +106,10 @@ export class LocalSandboxProvider implements SandboxProvider {
         isolation = build(false);
       }
     }
-    logger.debug({ isolation: isolation.name, network: sandbox.network, unprivileged: isolation.dropsPrivileges }, 'sandbox isolation chosen');
+    logger.debug(
+      { isolation: isolation.name, network: sandbox.network, unprivileged: isolation.dropsPrivileges },
+      'sandbox isolation chosen',
+    );
     return { host, isolation };
   }
 
@@ -117,9 +120,14 @@ export class LocalSandboxProvider implements SandboxProvider {
       const driver = await probe.resourcePath('python/driver.py');
       const result = await probe.run([python, '-c', 'import sys; open(sys.argv[1]).close()', driver], { timeoutMs: 15_000 });
       if (result.exitCode !== 0) return result.stderr.trim() || `exit code ${result.exitCode}`;
-      const binaries = await Promise.all(Object.keys(this.options.binaries ?? {}).map((binary) => probe.binaryPath(binary as SandboxBinary)));
+      const binaries = await Promise.all(
+        Object.keys(this.options.binaries ?? {}).map((binary) => probe.binaryPath(binary as SandboxBinary)),
+      );
       if (binaries.length === 0) return null;
-      const check = await probe.run(['sh', '-c', 'for f in "$@"; do test -x "$f" || { echo "cannot execute $f"; exit 1; }; done', 'sh', ...binaries], { timeoutMs: 15_000 });
+      const check = await probe.run(
+        ['sh', '-c', 'for f in "$@"; do test -x "$f" || { echo "cannot execute $f"; exit 1; }; done', 'sh', ...binaries],
+        { timeoutMs: 15_000 },
+      );
       return check.exitCode === 0 ? null : check.stdout.trim() || `exit code ${check.exitCode}`;
     } finally {
       await probe.kill();
@@ -164,7 +172,13 @@ export class LocalSandboxProvider implements SandboxProvider {
     });
     this.live.add(sandbox);
     this.options.logger.debug(
-      { sandbox: id, isolation: isolation.name, dir: root, ...(options.template ? { template: options.template } : {}), metadata: owner.metadata },
+      {
+        sandbox: id,
+        isolation: isolation.name,
+        dir: root,
+        ...(options.template ? { template: options.template } : {}),
+        metadata: owner.metadata,
+      },
       'sandbox created',
     );
     return sandbox;

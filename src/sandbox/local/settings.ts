@@ -1,7 +1,7 @@
 /** Where sandbox processes may connect: `isolated` gives each command its own empty network namespace. */
 export type SandboxNetwork = 'isolated' | 'host';
 /** `auto` uses bubblewrap when it works on this machine; `bwrap` insists on it; `none` runs plain child processes. */
-export type IsolationMode = 'auto' | 'bwrap' | 'none';
+type IsolationMode = 'auto' | 'bwrap' | 'none';
 
 export interface ResourceLimits {
   fileSizeBytes: number;
