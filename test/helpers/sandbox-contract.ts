@@ -12,7 +12,7 @@ export interface SandboxContractTarget {
 }
 
 /**
- * The sandbox contract every backend must keep, whatever confines it: the behaviour run_rollout,
+ * The sandbox contract every backend must keep, whatever its isolation: the behaviour run_rollout,
  * execute_python and the episode rely on. Each backend's test file calls this with its provider, as the
  * e2b SDK's tests run one `sandboxTest` fixture against every environment.
  */

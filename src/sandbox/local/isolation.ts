@@ -30,7 +30,7 @@ export interface IsolationPolicy {
   binaries: Partial<Record<SandboxBinary, string>>;
 }
 
-/** How processes of a local sandbox are confined, and where its paths live on the host. */
+/** How processes of a local sandbox are isolated from the host, and where its paths live on the host. */
 export interface Isolation {
   readonly name: 'bubblewrap' | 'none';
   /** Whether sandbox processes run under a dedicated unprivileged uid (so files must be handed to it). */
@@ -197,7 +197,7 @@ export class BubblewrapIsolation implements Isolation {
   }
 }
 
-/** No confinement beyond an unprivileged uid (when root) and resource limits: paths are host paths. */
+/** No isolation beyond an unprivileged uid (when root) and resource limits: paths are host paths. */
 export class PlainProcessIsolation implements Isolation {
   readonly name = 'none';
   readonly dropsPrivileges: boolean;

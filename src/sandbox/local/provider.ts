@@ -29,7 +29,7 @@ const SANDBOX_DIR_PREFIX = 'opencode-env-';
 /** Records which server process owns a sandbox directory, so orphans can be recognised later. */
 const OWNER_FILE = 'owner.json';
 
-/** Sandboxes as directories on this machine, confined with bubblewrap when it is available. */
+/** Sandboxes as directories on this machine, isolated with bubblewrap when it is available. */
 export class LocalSandboxProvider implements SandboxProvider {
   readonly backend = 'local' as const;
   private setupPromise: Promise<LocalSetup> | null = null;
