@@ -20,6 +20,7 @@ const nodeGlobals = Object.fromEntries(
     'clearTimeout',
     'console',
     'fetch',
+    'performance',
     'global',
     'globalThis',
     'process',

@@ -28,7 +28,12 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const cli = path.resolve(benchDir, '..', 'dist', 'cli.js');
 const bareServer = path.join(benchDir, 'fixtures', 'bare-mcp-server.mjs');
 const sandboxRoot = mkdtempSync(path.join(os.tmpdir(), 'opencode-env-bench-'));
-const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? os.homedir(), OPENCODE_ENV_SANDBOX_DIR: sandboxRoot, OPENCODE_ENV_LOG_LEVEL: 'warn' };
+const env = {
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: process.env.HOME ?? os.homedir(),
+  OPENCODE_ENV_SANDBOX_DIR: sandboxRoot,
+  OPENCODE_ENV_LOG_LEVEL: 'warn',
+};
 
 /** Spawns `node <script>` and times it up to the answer to `initialize` (what `client.connect()` awaits). */
 async function connect(script = cli): Promise<{ client: Client; initializeMs: number }> {
@@ -41,7 +46,10 @@ async function connect(script = cli): Promise<{ client: Client; initializeMs: nu
 
 async function main(): Promise<void> {
   // Both servers must really serve: ours lists execute_python, the bare one its single tool.
-  for (const [script, tool] of [[cli, 'execute_python'], [bareServer, 'echo']] as const) {
+  for (const [script, tool] of [
+    [cli, 'execute_python'],
+    [bareServer, 'echo'],
+  ] as const) {
     const { client } = await connect(script); // also the discarded warm-up (disk cache, compile cache)
     const { tools } = await client.listTools();
     await client.close();
@@ -50,7 +58,10 @@ async function main(): Promise<void> {
   const oursStarts: number[] = [];
   const bareStarts: number[] = [];
   for (let i = 0; i < STARTS; i++) {
-    for (const [script, samples] of [[cli, oursStarts], [bareServer, bareStarts]] as const) {
+    for (const [script, samples] of [
+      [cli, oursStarts],
+      [bareServer, bareStarts],
+    ] as const) {
       const { client, initializeMs } = await connect(script);
       samples.push(initializeMs);
       await client.close(); // waits for the process to exit, so the next start has the machine to itself
@@ -99,10 +110,24 @@ async function main(): Promise<void> {
   printTable(
     ['measure', 'p50', 'p95', 'p99', 'target', 'met'],
     [
-      ['execute_python via MCP stdio', fmtMs(p50), fmtMs(percentile(rtt, 95)), fmtMs(percentile(rtt, 99)), 'p50 <= 2 ms', p50 <= 2 ? 'yes' : 'NO'],
+      [
+        'execute_python via MCP stdio',
+        fmtMs(p50),
+        fmtMs(percentile(rtt, 95)),
+        fmtMs(percentile(rtt, 99)),
+        'p50 <= 2 ms',
+        p50 <= 2 ? 'yes' : 'NO',
+      ],
       ['baseline: python3 -c per call', fmtMs(baseP50), fmtMs(percentile(baseline, 95)), fmtMs(percentile(baseline, 99)), '', ''],
       ['speed-up (baseline p50 / ours p50)', `${(baseP50 / p50).toFixed(1)}x`, '', '', '>= 15x', baseP50 / p50 >= 15 ? 'yes' : 'NO'],
-      ['spawn -> initialize: opencode-env', fmtMs(oursStart), fmtMs(percentile(oursStarts, 95)), '', '<= 1 s', oursStart <= 1000 ? 'yes' : 'NO'],
+      [
+        'spawn -> initialize: opencode-env',
+        fmtMs(oursStart),
+        fmtMs(percentile(oursStarts, 95)),
+        '',
+        '<= 1 s',
+        oursStart <= 1000 ? 'yes' : 'NO',
+      ],
       ['spawn -> initialize: bare MCP SDK server (1 tool)', fmtMs(bareStart), fmtMs(percentile(bareStarts, 95)), '', '', ''],
       ['ratio (ours / bare)', `${startRatio.toFixed(2)}x`, '', '', `<= ${RATIO_TARGET}x`, startRatio <= RATIO_TARGET ? 'yes' : 'NO'],
       ['first call (sandbox + interpreter start)', fmtMs(firstCallMs), '', '', '', ''],

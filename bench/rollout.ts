@@ -241,7 +241,7 @@ function runner(concurrency: number, dataDir: string): { runner: RolloutRunner; 
   const provider = createSandboxProvider(config.sandbox, {
     resourcesDir,
     hiddenPaths: [dataDir],
-    binaries: { node: process.execPath, opencode: findOpencodeBinary(config.rollouts.opencodeBinary) },
+    binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(config.rollouts.opencodeBinary) }),
     logger,
   });
   const runner = new RolloutRunner({

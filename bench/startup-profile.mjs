@@ -13,8 +13,8 @@
  *    dependencies already loaded: "own" is what that module adds (its code, node builtins, a
  *    package's internals), "with subtree" adds up what it pulls in first, i.e. what not loading it
  *    would save. Packages also "alone", in an otherwise empty process.
- * 3. A few calls on the way, each after every import: the opencode binary lookup (and the
- *    process.report it reads), loadConfig() and createLogger(). They are found by export name; a call
+ * 3. A few calls on the way, each after every import: the opencode binary lookup (done after the
+ *    handshake, not before), loadConfig() and createLogger(). They are found by export name; a call
  *    whose module or export is missing shows n/a.
  * Every cell is the median of BENCH_RUNS (default 7) fresh processes, taken round-robin so machine
  * noise spreads evenly. BENCH_MIN_MS (default 2) folds subtrees cheaper than that into one row.
@@ -22,6 +22,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -81,7 +82,11 @@ writeFileSync(register, `import { register } from 'node:module';\nregister(${JSO
 function startOnce(script, preload, extraEnv = {}, onAnswer = () => {}) {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, ['--import', pathToFileURL(preload).href, script], { cwd: root, env: { ...env, ...extraEnv }, stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, ['--import', pathToFileURL(preload).href, script], {
+      cwd: root,
+      env: { ...env, ...extraEnv },
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
     let answeredMs = null;
     let out = '';
     child.stdout.on('data', (chunk) => {
@@ -93,7 +98,9 @@ function startOnce(script, preload, extraEnv = {}, onAnswer = () => {}) {
       }
     });
     child.on('error', reject);
-    child.on('close', () => (answeredMs === null ? reject(new Error(`${script} exited without answering initialize`)) : resolve(answeredMs)));
+    child.on('close', () =>
+      answeredMs === null ? reject(new Error(`${script} exited without answering initialize`)) : resolve(answeredMs),
+    );
     child.stdin.write(INITIALIZE);
   });
 }
@@ -103,7 +110,11 @@ let discovered = 0;
 await startOnce(cli, register, {}, () => {
   discovered = readFileSync(path.join(scratch, 'graph.jsonl'), 'utf8').split('\n').filter(Boolean).length;
 });
-const edges = readFileSync(path.join(scratch, 'graph.jsonl'), 'utf8').split('\n').filter(Boolean).slice(0, discovered).map((line) => JSON.parse(line));
+const edges = readFileSync(path.join(scratch, 'graph.jsonl'), 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .slice(0, discovered)
+  .map((line) => JSON.parse(line));
 const isOurs = (url) => url.startsWith(distUrl);
 const isBare = (specifier) => !/^(\.|\/|node:|file:|data:)/.test(specifier);
 const entry = pathToFileURL(cli).href;
@@ -147,7 +158,12 @@ writeFileSync(emptyModule, 'export {};\n');
 /** One fresh process: runs `setup` untimed, then times `timed`; null when either throws. */
 function measure(setup, timed) {
   const script = `await import(${JSON.stringify(pathToFileURL(warmUp).href)});\n${setup}\nconst t0 = performance.now();\n${timed}\nprocess.stdout.write(JSON.stringify(performance.now() - t0));\nprocess.exit(0);`;
-  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   return out.status === 0 ? Number(out.stdout) : null;
 }
 const load = (spec) => `await import(${JSON.stringify(spec)});`;
@@ -162,27 +178,49 @@ const call = (file, name, args) => ({
 const cells = []; // { row, kind, setup, timed, samples }
 const cell = (row, kind, setup, timed) => cells.push({ row, kind, setup, timed, samples: [] });
 steps.forEach((step, i) => {
-  cell(step, 'incremental', steps.slice(0, i).map((s) => loadQuietly(s.spec)).join('\n'), load(step.spec));
+  cell(
+    step,
+    'incremental',
+    steps
+      .slice(0, i)
+      .map((s) => loadQuietly(s.spec))
+      .join('\n'),
+    load(step.spec),
+  );
   if (!step.ours) cell(step, 'alone', '', load(step.spec));
 });
 const everything = { label: 'all of the above in one process' };
 cell(everything, 'alone', '', allImports);
 const calls = [
-  { label: 'fixed cost of one import (an empty module, after all of the above)', setup: allImports, timed: load(pathToFileURL(emptyModule).href) },
-  { label: 'process.report.getReport() (read by the opencode lookup)', setup: allImports, timed: 'process.report.getReport();' },
-  { label: 'findOpencodeBinary()', ...call('core/rollout/opencode-binary.js', 'findOpencodeBinary', 'process.env.OPENCODE_ENV_OPENCODE_BIN ?? null') },
+  {
+    label: 'fixed cost of one import (an empty module, after all of the above)',
+    setup: allImports,
+    timed: load(pathToFileURL(emptyModule).href),
+  },
+  {
+    label: 'findOpencodeBinary()',
+    ...call('core/rollout/opencode-binary.js', 'findOpencodeBinary', 'process.env.OPENCODE_ENV_OPENCODE_BIN ?? null'),
+  },
   { label: 'loadConfig(process.env)', ...call('config.js', 'loadConfig', 'process.env') },
   { label: "createLogger('warn')", ...call('log.js', 'createLogger', "'warn'") },
 ];
 for (const c of calls) cell(c, 'incremental', c.setup, c.timed);
 const bareImports = { label: 'bare server imports (zod, sdk mcp.js, sdk stdio.js)' };
-cell(bareImports, 'alone', '', ['zod', '@modelcontextprotocol/sdk/server/mcp.js', '@modelcontextprotocol/sdk/server/stdio.js'].map(load).join('\n'));
+cell(
+  bareImports,
+  'alone',
+  '',
+  ['zod', '@modelcontextprotocol/sdk/server/mcp.js', '@modelcontextprotocol/sdk/server/stdio.js'].map(load).join('\n'),
+);
 
 const phases = { ours: [], bare: [] };
 const failed = new Set();
 for (let run = 0; run < RUNS; run++) {
   // --- 1. whole starts, interleaved ---
-  for (const [name, script] of [['ours', cli], ['bare', bare]]) {
+  for (const [name, script] of [
+    ['ours', cli],
+    ['bare', bare],
+  ]) {
     const probeOut = path.join(scratch, `probe-${name}-${run}.jsonl`);
     const spawnToAnswer = await startOnce(script, probe, { STARTUP_PROBE_OUT: probeOut });
     phases[name].push({ ...JSON.parse(readFileSync(probeOut, 'utf8').split('\n')[0]), spawnToAnswer });
@@ -219,8 +257,18 @@ const phaseRows = [
   ['listening on stdin (imports + set-up done)', 'listening'],
   ['initialize answer written', 'answered'],
   ['spawn -> answer, seen by the parent', 'spawnToAnswer'],
-].map(([label, key]) => [label, ms(phase('ours', key)), ms(phase('bare', key)), ms(phase('ours', key) - phase('bare', key)), `${(phase('ours', key) / phase('bare', key)).toFixed(2)}x`]);
-printTable(`1. phases of one start, ms since process start (medians of ${RUNS}, interleaved)`, ['phase', 'opencode-env', 'bare SDK server', 'difference', 'ratio'], phaseRows);
+].map(([label, key]) => [
+  label,
+  ms(phase('ours', key)),
+  ms(phase('bare', key)),
+  ms(phase('ours', key) - phase('bare', key)),
+  `${(phase('ours', key) / phase('bare', key)).toFixed(2)}x`,
+]);
+printTable(
+  `1. phases of one start, ms since process start (medians of ${RUNS}, interleaved)`,
+  ['phase', 'opencode-env', 'bare SDK server', 'difference', 'ratio'],
+  phaseRows,
+);
 
 const self = (step) => median(cells.find((c) => c.row === step && c.kind === 'incremental').samples) || 0;
 const total = (node) => self(node) + node.tree.reduce((acc, child) => acc + total(child), 0);

@@ -1,50 +1,93 @@
-import { pino, type DestinationStream, type Logger } from 'pino';
+/**
+ * Logging: one JSON object per line on stderr (stdout belongs to the MCP protocol in stdio mode), written
+ * synchronously so nothing is lost when the process exits right after. Small on purpose: the stdio server
+ * starts often and waits for nothing it does not use. Lines keep pino's shape (numeric `level`, `time`,
+ * `pid`, `name`, `msg`), so pino's tools read them.
+ */
+import { writeSync } from 'node:fs';
 
-export type { Logger };
-
-/** `json`: one JSON object per line, for servers and machines. `human`: short readable lines, for a person at a terminal. */
 export type LogFormat = 'json' | 'human';
 
-const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
-const HIDDEN_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg']);
+const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
+type LevelName = keyof typeof LEVELS;
+const LEVEL_NAMES = Object.fromEntries(Object.entries(LEVELS).map(([name, value]) => [value, name])) as Record<number, LevelName>;
 
-/** Turns pino's JSON lines into `warn: message (key=value, ...)` on stderr. */
-function humanStderr(): DestinationStream {
+/** Values under these keys never reach a log line, at any depth: an API key must not leak through one. */
+const REDACTED_KEYS = new Set(['api_key', 'apiKey', 'authorization']);
+
+type LogMethod = {
+  (message: string): void;
+  (fields: Record<string, unknown>, message?: string): void;
+};
+
+export interface Logger {
+  trace: LogMethod;
+  debug: LogMethod;
+  info: LogMethod;
+  warn: LogMethod;
+  error: LogMethod;
+  fatal: LogMethod;
+  /** A logger whose lines also carry `bindings`. */
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+function serializeError(error: Error): Record<string, unknown> {
+  const cause = error.cause instanceof Error ? serializeError(error.cause) : error.cause;
+  return { type: error.name, message: error.message, stack: error.stack, ...(cause !== undefined ? { cause } : {}) };
+}
+
+function replacer(key: string, value: unknown): unknown {
+  if (REDACTED_KEYS.has(key) && value !== undefined) return '[redacted]';
+  return value instanceof Error ? serializeError(value) : value;
+}
+
+/** Goes through JSON first, so redaction and error serialisation apply to the human format too. */
+function humanLine(entry: Record<string, unknown>): string {
+  const { level, time: _time, pid: _pid, name: _name, msg, ...fields } = entry;
+  const details = Object.entries(fields).map(([key, value]) => {
+    const shown = key === 'err' && value && typeof value === 'object' ? (value as { message?: unknown }).message : value;
+    return `${key}=${typeof shown === 'string' ? shown : JSON.stringify(shown)}`;
+  });
+  return `${LEVEL_NAMES[level as number] ?? 'log'}: ${typeof msg === 'string' ? msg : ''}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`;
+}
+
+/** One log line as written: JSON (keys that may hold secrets redacted at any depth, errors serialised) or human. */
+export function formatLogLine(entry: Record<string, unknown>, format: LogFormat): string {
+  const json = JSON.stringify(entry, replacer);
+  return format === 'json' ? `${json}\n` : humanLine(JSON.parse(json) as Record<string, unknown>);
+}
+
+function write(line: string): void {
+  try {
+    writeSync(2, line);
+  } catch {
+    // stderr is gone (the host closed it): nothing left to tell.
+  }
+}
+
+function makeLogger(threshold: number, format: LogFormat, bindings: Record<string, unknown>): Logger {
+  const method =
+    (level: number): LogMethod =>
+    (first: string | Record<string, unknown>, message?: string) => {
+      if (level < threshold) return;
+      const fields = typeof first === 'string' ? {} : first;
+      const msg = typeof first === 'string' ? first : message;
+      const entry = { level, time: Date.now(), ...bindings, ...fields, ...(msg !== undefined ? { msg } : {}) };
+      write(formatLogLine(entry, format));
+    };
   return {
-    write(line: string) {
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        process.stderr.write(line);
-        return;
-      }
-      const details = Object.entries(entry)
-        .filter(([key]) => !HIDDEN_FIELDS.has(key))
-        .map(([key, value]) => {
-          const shown = key === 'err' && value && typeof value === 'object' ? (value as { message?: unknown }).message : value;
-          return `${key}=${typeof shown === 'string' ? shown : JSON.stringify(shown)}`;
-        });
-      const level = LEVEL_NAMES[entry.level as number] ?? 'log';
-      process.stderr.write(
-        `${level}: ${typeof entry.msg === 'string' ? entry.msg : JSON.stringify(entry.msg ?? '')}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`,
-      );
-    },
+    trace: method(LEVELS.trace),
+    debug: method(LEVELS.debug),
+    info: method(LEVELS.info),
+    warn: method(LEVELS.warn),
+    error: method(LEVELS.error),
+    fatal: method(LEVELS.fatal),
+    child: (more) => makeLogger(threshold, format, { ...bindings, ...more }),
   };
 }
 
-/**
- * All diagnostics go to stderr: in stdio mode stdout belongs to the MCP protocol alone.
- * Synchronous writes so nothing is lost when the process exits right after logging.
- */
+/** `level` is a level name or `silent`; `human` writes short readable lines for a person at a terminal. */
 export function createLogger(level: string, format: LogFormat = 'json'): Logger {
-  return pino(
-    {
-      name: 'opencode-env',
-      level,
-      base: { pid: process.pid },
-      redact: { paths: ['*.api_key', '*.apiKey', '*.authorization', '*.headers.authorization'], censor: '[redacted]' },
-    },
-    format === 'human' ? humanStderr() : pino.destination({ dest: 2, sync: true }),
-  );
+  const threshold = level === 'silent' ? Infinity : (LEVELS[level as LevelName] ?? LEVELS.info);
+  return makeLogger(threshold, format, { pid: process.pid, name: 'opencode-env' });
 }

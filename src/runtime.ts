@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Config } from './config.js';
 import { findOpencodeBinary } from './core/rollout/opencode-binary.js';
-import { RolloutRunner } from './core/rollout/run.js';
+import type { RolloutRunner, RolloutService } from './core/rollout/run.js';
 import { TraceStore } from './core/traces.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
@@ -16,29 +16,59 @@ export interface Runtime {
   logger: Logger;
   provider: SandboxProvider;
   traces: TraceStore;
-  rollouts: RolloutRunner;
+  rollouts: RolloutService;
   lifecycle: Lifecycle;
+  /**
+   * Looks up what rollouts need (the opencode binary) and warns now if it is missing. Everything works
+   * without calling it; a server calls it once its client is connected, to report problems early.
+   */
+  checkRolloutPrerequisites(): void;
 }
 
+/**
+ * Builds the runtime. The parts a client may never use (the sandbox backend, the rollout runner and its
+ * proxy, the opencode lookup) load on first use: MCP hosts start the stdio server often and wait for it.
+ */
 export function createRuntime(config: Config, logger: Logger): Runtime {
   const lifecycle = new Lifecycle(logger);
-  const binaries: Partial<Record<SandboxBinary, string>> = { node: process.execPath };
-  try {
-    binaries.opencode = findOpencodeBinary(config.rollouts.opencodeBinary);
-  } catch (error) {
-    logger.warn({ problem: (error as Error).message }, 'run_rollout will be unavailable');
-  }
+  let binaries: Partial<Record<SandboxBinary, string>> | null = null;
+  const resolveBinaries = (): Partial<Record<SandboxBinary, string>> => {
+    if (!binaries) {
+      binaries = { node: process.execPath };
+      try {
+        binaries.opencode = findOpencodeBinary(config.rollouts.opencodeBinary);
+      } catch (error) {
+        logger.warn({ problem: (error as Error).message }, 'run_rollout will be unavailable');
+      }
+    }
+    return binaries;
+  };
   const traces = new TraceStore(path.join(config.dataDir, 'traces'));
-  const provider = createSandboxProvider(config.sandbox, { resourcesDir, hiddenPaths: [config.dataDir], binaries, logger });
-  const rollouts = new RolloutRunner({
-    provider,
-    traces,
-    concurrency: new Semaphore(config.rollouts.maxConcurrent),
-    maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
-    endpoints: config.rollouts.endpoints,
+  const provider = createSandboxProvider(config.sandbox, {
+    resourcesDir,
+    hiddenPaths: [config.dataDir],
+    binaries: resolveBinaries,
     logger,
   });
+  const concurrency = new Semaphore(config.rollouts.maxConcurrent);
+  let runner: Promise<RolloutRunner> | null = null;
+  const rollouts: RolloutService = {
+    run: async (spec, options) => {
+      runner ??= import('./core/rollout/run.js').then(
+        ({ RolloutRunner }) =>
+          new RolloutRunner({
+            provider,
+            traces,
+            concurrency,
+            maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
+            endpoints: config.rollouts.endpoints,
+            logger,
+          }),
+      );
+      return (await runner).run(spec, options);
+    },
+  };
   // Registered first so it runs last: whatever sessions leave behind is killed here.
   lifecycle.onShutdown('sandboxes', () => provider.killAll());
-  return { config, logger, provider, traces, rollouts, lifecycle };
+  return { config, logger, provider, traces, rollouts, lifecycle, checkRolloutPrerequisites: () => void resolveBinaries() };
 }

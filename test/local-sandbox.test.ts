@@ -17,7 +17,7 @@ function localProvider(rootDir: string, env: Record<string, string> = {}): Sandb
   return createSandboxProvider(config.sandbox, {
     resourcesDir,
     hiddenPaths: [],
-    binaries: { node: process.execPath },
+    binaries: () => ({ node: process.execPath }),
     logger: createLogger('silent'),
   });
 }

@@ -64,7 +64,15 @@ export function scrubSecrets(text: string, secrets: Array<string | undefined>): 
 
 /** Rollout traces as one JSON file each, written atomically, with an append-only index for listing. */
 export class TraceStore {
+  private readonly storedListeners = new Set<(rolloutId: string) => void>();
+
   constructor(readonly dir: string) {}
+
+  /** Calls `listener` after each stored trace (e.g. to tell MCP clients the resource list changed). */
+  onStored(listener: (rolloutId: string) => void): () => void {
+    this.storedListeners.add(listener);
+    return () => void this.storedListeners.delete(listener);
+  }
 
   private fileFor(rolloutId: string): string {
     if (!ID_PATTERN.test(rolloutId)) throw new Error(`not a rollout id: ${JSON.stringify(rolloutId)}`);
@@ -86,6 +94,7 @@ export class TraceStore {
       turns: record.turns.length,
     };
     await appendFile(path.join(this.dir, INDEX_FILE), `${scrubSecrets(JSON.stringify(summary), secrets)}\n`, { mode: 0o600 });
+    for (const listener of this.storedListeners) listener(record.rollout_id);
     return file;
   }
 

@@ -23,7 +23,7 @@ export function createMcpServer(services: SessionServices, traces: TraceStore): 
   );
   serveTools(server.server, services);
   registerTraceResources(server, traces);
-  const unsubscribe = services.rollouts.onTraceStored(() => {
+  const unsubscribe = traces.onStored(() => {
     if (server.isConnected()) server.sendResourceListChanged();
   });
   const previousOnClose = server.server.onclose;

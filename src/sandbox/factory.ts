@@ -1,7 +1,6 @@
 import type { Logger } from '../log.js';
-import { LocalSandboxProvider } from './local/provider.js';
 import type { LocalSandboxSettings } from './local/settings.js';
-import type { SandboxBinary, SandboxProvider } from './types.js';
+import type { SandboxBackendName, SandboxBinary, SandboxProvider } from './types.js';
 
 /** The sandbox part of the server's config: which backend, and one section of settings per backend. */
 export interface SandboxSettings {
@@ -15,21 +14,42 @@ export interface SandboxProviderDeps {
   resourcesDir: string;
   /** Host directories sandboxes must never see (e.g. the trace store). */
   hiddenPaths: string[];
-  /** Host binaries sandboxes need (opencode, node). */
-  binaries: Partial<Record<SandboxBinary, string>>;
+  /** Host binaries sandboxes need (opencode, node), looked up when the backend first needs them. */
+  binaries: () => Partial<Record<SandboxBinary, string>>;
   logger: Logger;
+}
+
+/**
+ * A provider whose backend code loads on first use: a session that never touches a sandbox (or an MCP host
+ * waiting for `initialize`) does not pay for it, and shutdown has nothing to kill if it never loaded.
+ */
+function loadedOnFirstUse(backend: SandboxBackendName, load: () => Promise<SandboxProvider>): SandboxProvider {
+  let loading: Promise<SandboxProvider> | null = null;
+  const provider = () => (loading ??= load());
+  return {
+    backend,
+    isolation: async () => (await provider()).isolation(),
+    create: async (options) => (await provider()).create(options),
+    killAll: async () => {
+      const loaded = await loading?.catch(() => null);
+      await loaded?.killAll();
+    },
+  };
 }
 
 /** The one place a sandbox provider is built: adding a backend means a case here and a section in its settings. */
 export function createSandboxProvider(settings: SandboxSettings, deps: SandboxProviderDeps): SandboxProvider {
   switch (settings.backend) {
     case 'local':
-      return new LocalSandboxProvider({
-        settings: settings.local,
-        resourcesDir: deps.resourcesDir,
-        hiddenPaths: deps.hiddenPaths,
-        binaries: deps.binaries,
-        logger: deps.logger,
+      return loadedOnFirstUse('local', async () => {
+        const { LocalSandboxProvider } = await import('./local/provider.js');
+        return new LocalSandboxProvider({
+          settings: settings.local,
+          resourcesDir: deps.resourcesDir,
+          hiddenPaths: deps.hiddenPaths,
+          binaries: deps.binaries(),
+          logger: deps.logger,
+        });
       });
   }
 }

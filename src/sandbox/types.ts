@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
  * maps them to wherever the files really live. Commands are argv arrays (use `bash()` for shell lines).
  */
 
-type SandboxBackendName = 'local' | 'e2b';
+export type SandboxBackendName = 'local' | 'e2b';
 /** Programs the project ships or runs on, made available inside sandboxes. */
 export type SandboxBinary = 'opencode' | 'node';
 

@@ -1,12 +1,12 @@
 import type { z } from 'zod';
 import type { Episode } from '../core/episode.js';
-import type { RolloutRunner } from '../core/rollout/run.js';
+import type { RolloutService } from '../core/rollout/run.js';
 import type { Logger } from '../log.js';
 
 /** What a session offers its tools: its episode, the shared rollout runner and a logger. */
 export interface SessionServices {
   episode: Episode;
-  rollouts: RolloutRunner;
+  rollouts: RolloutService;
   logger: Logger;
 }
 

@@ -26,6 +26,8 @@ export async function serveStdio(runtime: Runtime): Promise<void> {
   process.stdin.once('close', () => void lifecycle.shutdown('stdin closed'));
   process.stdout.on('error', (error) => void lifecycle.shutdown(`stdout failed: ${error.message}`));
 
+  // Once the handshake is done, not before: a host is waiting for the answer to `initialize`.
+  server.server.oninitialized = () => setImmediate(() => runtime.checkRolloutPrerequisites());
   await server.connect(transport);
   logger.debug('serving MCP on stdio');
 }

@@ -4,18 +4,19 @@ import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 
-/** opencode-ai ships its binary in one optional package per platform; these are the names it uses. */
+/**
+ * opencode-ai ships its binary in one optional package per platform; these are the names it uses. npm
+ * installs only the packages whose libc matches this machine (the lock file records it), so the first
+ * one present is the right one; asking node for the libc (process.report) costs more than looking.
+ */
 function candidatePackages(): string[] {
   const os = process.platform === 'win32' ? 'windows' : process.platform;
-  const arch = process.arch;
-  const base = `opencode-${os}-${arch}`;
-  const isMusl =
-    os === 'linux' &&
-    !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
-  const hasAvx2 = arch !== 'x64' || os !== 'linux' || /\bavx2\b/.test(safeRead('/proc/cpuinfo'));
-  const variants = isMusl ? [`${base}-musl`, `${base}-baseline-musl`] : [base, `${base}-baseline`];
+  const base = `opencode-${os}-${process.arch}`;
+  const hasAvx2 = process.arch !== 'x64' || os !== 'linux' || /\bavx2\b/.test(safeRead('/proc/cpuinfo'));
   // Without AVX2 only the baseline build runs.
-  return hasAvx2 ? variants : variants.reverse();
+  const builds = hasAvx2 ? ['', '-baseline'] : ['-baseline', ''];
+  const libcs = os === 'linux' ? ['', '-musl'] : [''];
+  return libcs.flatMap((libc) => builds.map((build) => `${base}${build}${libc}`));
 }
 
 function safeRead(file: string): string {

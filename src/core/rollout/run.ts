@@ -38,6 +38,11 @@ function tail(text: string): string {
   return text.length > TAIL_CHARS ? text.slice(-TAIL_CHARS) : text;
 }
 
+/** What sessions and tools need of the rollout runner. */
+export interface RolloutService {
+  run(spec: RolloutSpec, options?: RolloutRunOptions): Promise<RolloutResult>;
+}
+
 /** Any failure of a step outside the agent's control, as an infrastructure error of that kind. */
 function asInfrastructure(kind: InfrastructureErrorKind, error: unknown): InfrastructureError {
   if (error instanceof InfrastructureError) return error;
@@ -55,16 +60,8 @@ function sandboxLifetimeMs(spec: RolloutSpec): number {
  * Runs one rollout: sandbox -> staged files -> setup -> proxy -> opencode -> verifier -> files -> trace.
  * Every phase is timed; whatever happens, the sandbox and proxy are torn down and a trace is stored.
  */
-export class RolloutRunner {
-  private readonly traceListeners = new Set<(rolloutId: string) => void>();
-
+export class RolloutRunner implements RolloutService {
   constructor(private readonly deps: RolloutRunnerDeps) {}
-
-  /** Calls `listener` after each stored trace (e.g. to tell MCP clients the resource list changed). */
-  onTraceStored(listener: (rolloutId: string) => void): () => void {
-    this.traceListeners.add(listener);
-    return () => this.traceListeners.delete(listener);
-  }
 
   /** Checks a spec without running anything; throws InvalidInputError naming the problem. */
   validate(spec: RolloutSpec): ResolvedEndpoint {
@@ -359,7 +356,6 @@ export class RolloutRunner {
         },
         secrets,
       );
-      for (const listener of this.traceListeners) listener(result.rollout_id);
     } catch (error) {
       result.trace_uri = null;
       log.error({ err: error }, 'could not store the trace');

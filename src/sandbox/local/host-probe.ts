@@ -67,25 +67,9 @@ async function probePython(executable: string): Promise<PythonInstall | { error:
 
 /** Runs a trivial command under the exact namespace flags we use, because installed is not the same as working (e.g. userns restrictions). */
 async function bwrapWorks(bwrap: string, extraArgs: string[]): Promise<string | null> {
-  const result = await probe(
-    bwrap,
-    [
-      '--die-with-parent',
-      '--unshare-pid',
-      '--unshare-ipc',
-      ...extraArgs,
-      '--ro-bind',
-      '/',
-      '/',
-      '--dev',
-      '/dev',
-      '--proc',
-      '/proc',
-      '--',
-      'true',
-    ],
-    10_000,
-  );
+  // prettier-ignore
+  const args = ['--die-with-parent', '--unshare-pid', '--unshare-ipc', ...extraArgs, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--', 'true'];
+  const result = await probe(bwrap, args, 10_000);
   return result.exitCode === 0 ? null : result.stderr.trim() || result.failure || `exit code ${result.exitCode}`;
 }
 

@@ -118,6 +118,7 @@ export class BubblewrapIsolation implements Isolation {
   }
 
   wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[] {
+    // prettier-ignore
     const args = [
       this.bwrap,
       '--die-with-parent',
@@ -127,21 +128,12 @@ export class BubblewrapIsolation implements Isolation {
       '--unshare-uts',
       '--unshare-cgroup-try',
       ...(this.policy.network === 'isolated' ? ['--unshare-net'] : []),
-      '--hostname',
-      'sandbox',
-      '--ro-bind',
-      '/',
-      '/',
-      '--dev',
-      '/dev',
-      '--proc',
-      '/proc',
-      '--perms',
-      '01777',
-      '--tmpfs',
-      '/dev/shm',
-      '--tmpfs',
-      '/run',
+      '--hostname', 'sandbox',
+      '--ro-bind', '/', '/',
+      '--dev', '/dev',
+      '--proc', '/proc',
+      '--perms', '01777', '--tmpfs', '/dev/shm',
+      '--tmpfs', '/run',
     ];
     if (this.policy.network === 'host' && isDirectory('/run/systemd/resolve')) {
       // /etc/resolv.conf often points here; keep name resolution working when the network is shared.
@@ -156,23 +148,13 @@ export class BubblewrapIsolation implements Isolation {
         args.push('--perms', '0755', '--dir', path.dirname(runtime), '--ro-bind', runtime, runtime);
       }
     }
+    // prettier-ignore
     args.push(
-      '--bind',
-      dirs.home,
-      SANDBOX_HOME,
-      '--bind',
-      dirs.tmp,
-      '/tmp',
-      '--perms',
-      '0755',
-      '--dir',
-      SANDBOX_RUN,
-      '--ro-bind',
-      this.policy.resourcesDir,
-      SANDBOX_RESOURCES,
-      '--ro-bind',
-      dirs.channel,
-      SANDBOX_CHANNEL,
+      '--bind', dirs.home, SANDBOX_HOME,
+      '--bind', dirs.tmp, '/tmp',
+      '--perms', '0755', '--dir', SANDBOX_RUN,
+      '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
+      '--ro-bind', dirs.channel, SANDBOX_CHANNEL,
     );
     if (Object.keys(this.policy.binaries).length > 0) args.push('--perms', '0755', '--dir', SANDBOX_BIN);
     for (const [binary, hostBinary] of Object.entries(this.policy.binaries)) {
