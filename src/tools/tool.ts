@@ -18,7 +18,8 @@ export interface CallContext {
   progress: (message: string) => void;
 }
 
-type ToolContext = SessionServices & CallContext & { logger: Logger };
+/** A handler sees the session's services (with a logger bound to the tool) and the call's context. */
+type ToolContext = SessionServices & CallContext;
 
 /** Hints about a tool's behaviour, as MCP defines them (readOnlyHint and so on). */
 interface ToolHints {

@@ -179,9 +179,9 @@ export class RolloutRunner implements RolloutService {
         });
       }
 
-      const started = await phase('proxy', async () => {
+      const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
         const recorder = await this.startProxy(spec, endpoint, progress);
-        proxy = recorder;
+        proxy = recorder; // closed in `finally` even when the channel cannot be opened
         // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
         const llmChannel = await box
           .openLlmChannel((connection) => recorder.accept(connection))
@@ -190,20 +190,19 @@ export class RolloutRunner implements RolloutService {
           });
         return { recorder, llmChannel };
       });
-      proxy = started.recorder;
-      const activeProxy = started.recorder;
+      proxy = activeProxy;
 
       await phase('agent', async () => {
         const plan = await planOpencodeRun(box, {
           instruction: spec.instruction,
           model: endpoint.model,
           maxTokensCap: spec.max_tokens_cap,
-          baseUrl: `${started.llmChannel.url}/v1`,
+          baseUrl: `${llmChannel.url}/v1`,
           disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
         }).catch((error: unknown) => {
           throw asInfrastructure('sandbox', error);
         });
-        const agent = await box.run(await started.llmChannel.command(plan.argv), {
+        const agent = await box.run(await llmChannel.command(plan.argv), {
           env: plan.env,
           stdin: plan.stdin,
           timeoutMs: spec.agent_timeout_s * 1000,
