@@ -43,6 +43,29 @@ export async function findProcessesByEnvMarker(name: string, value: string): Pro
   return found;
 }
 
+/** Sends SIGKILL to each pid (already gone is fine) and waits until none runs any more, or `timeoutMs` passes. */
+export async function killAndWait(pids: number[], timeoutMs = 2000): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  // A process that is not our child is reaped by someone else: it is gone once it is gone or a zombie.
+  const running = async (pid: number) => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+    return stat !== null && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  };
+  const deadline = Date.now() + timeoutMs;
+  let left = pids;
+  while (left.length > 0 && Date.now() < deadline) {
+    const states = await Promise.all(left.map(running));
+    left = left.filter((_, index) => states[index]);
+    if (left.length > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** Pids of every descendant of `rootPid` (Linux /proc), children before grandchildren. */
 export async function listDescendants(rootPid: number): Promise<number[]> {
   const entries = await readdir('/proc').catch(() => [] as string[]);

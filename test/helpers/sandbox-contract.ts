@@ -52,13 +52,16 @@ export function sandboxContract(target: SandboxContractTarget): void {
     });
 
     it('kills the whole process tree at the deadline, including what escaped its session', async () => {
-      const result = await sandbox.run(bash('sleep 100 & setsid sleep 101 & echo started; wait'), { timeoutMs: 500 });
+      // Durations unique to this run, so the check below finds this test's processes only (without a pid
+      // namespace of its own, a sandbox sees every process on the host).
+      const seconds = 100_000 + Math.floor(Math.random() * 800_000);
+      const result = await sandbox.run(bash(`sleep ${seconds} & setsid sleep ${seconds + 1} & echo started; wait`), { timeoutMs: 500 });
       assert.equal(result.timedOut, true);
       assert.equal(result.aborted, false);
       assert.equal(result.stdout, 'started\n');
       assert.ok(result.exitCode > 128, `killed by a signal (exit ${result.exitCode})`);
-      const leftovers = await sandbox.run(bash('pgrep -f "sleep 10[01]" || true'), { timeoutMs: 5000 });
-      assert.equal(leftovers.stdout, '');
+      const leftovers = await sandbox.run(bash(`pgrep -f "sleep (${seconds}|${seconds + 1})" || true`), { timeoutMs: 5000 });
+      assert.equal(leftovers.stdout, '', 'nothing the command started is still running once run() returned');
     });
 
     it('kills a command when its abort signal fires', async () => {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import { findProcessesByEnvMarker, signalProcessGroup } from '../../util/process-tree.js';
+import { findProcessesByEnvMarker, killAndWait, signalProcessGroup } from '../../util/process-tree.js';
 import type { ProcessExit, SandboxProcess } from '../types.js';
 
 /** Environment variable every sandbox process carries, so stragglers can be found by /proc scan. */
@@ -109,15 +109,7 @@ export class LocalProcess implements SandboxProcess {
   kill(): Promise<void> {
     this.killing ??= (async () => {
       if (this.child.pid !== undefined) signalProcessGroup(this.child.pid, 'SIGKILL');
-      if (this.spec.scanForStragglers) {
-        for (const pid of await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }
+      if (this.spec.scanForStragglers) await killAndWait(await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId));
       await this.exited;
     })();
     return this.killing;

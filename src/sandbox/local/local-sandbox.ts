@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { SandboxError } from '../../errors.js';
 import { CappedOutput } from '../../util/capped-output.js';
-import { findProcessesByEnvMarker } from '../../util/process-tree.js';
+import { findProcessesByEnvMarker, killAndWait } from '../../util/process-tree.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import { SANDBOX_UID, type Isolation, type SandboxDirs } from './isolation.js';
 import { openLocalLlmChannel } from './llm-channel.js';
@@ -211,15 +211,7 @@ export class LocalSandbox implements Sandbox {
       if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
       await Promise.all([...this.channels].map((c) => c.close()));
       await Promise.all([...this.processes].map((p) => p.kill()));
-      if (this.deps.isolation.name === 'none') {
-        for (const pid of await findProcessesByEnvMarker(SANDBOX_MARKER, this.id)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }
+      if (this.deps.isolation.name === 'none') await killAndWait(await findProcessesByEnvMarker(SANDBOX_MARKER, this.id));
       await rm(this.deps.dirs.root, { recursive: true, force: true, maxRetries: 3 });
       this.deps.onKilled(this);
     })();
