@@ -94,7 +94,14 @@ export class TraceStore {
       turns: record.turns.length,
     };
     await appendFile(path.join(this.dir, INDEX_FILE), `${scrubSecrets(JSON.stringify(summary), secrets)}\n`, { mode: 0o600 });
-    for (const listener of this.storedListeners) listener(record.rollout_id);
+    // The trace is stored whatever a listener does with the news.
+    for (const listener of this.storedListeners) {
+      try {
+        listener(record.rollout_id);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
     return file;
   }
 

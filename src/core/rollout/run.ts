@@ -49,6 +49,13 @@ function asInfrastructure(kind: InfrastructureErrorKind, error: unknown): Infras
   return new InfrastructureError(kind, error instanceof Error ? error.message : String(error), { cause: error });
 }
 
+/** For `.catch()` on a step outside the agent's control: its failure is an infrastructure error of `kind`. */
+function rethrowAs(kind: InfrastructureErrorKind): (error: unknown) => never {
+  return (error) => {
+    throw asInfrastructure(kind, error);
+  };
+}
+
 /** The most a rollout can legitimately take once it has its sandbox: every phase at its time limit, plus slack. */
 function sandboxLifetimeMs(spec: RolloutSpec): number {
   const verifiers = (spec.test_script ? 1 : 0) + (spec.verify?.length ?? 0);
@@ -149,9 +156,7 @@ export class RolloutRunner implements RolloutService {
             lifetimeMs: sandboxLifetimeMs(spec),
             metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
           })
-          .catch((error: unknown) => {
-            throw asInfrastructure('sandbox', error);
-          }),
+          .catch(rethrowAs('sandbox')),
       );
       result.sandbox_id = sandbox.id;
       const box = sandbox;
@@ -183,11 +188,7 @@ export class RolloutRunner implements RolloutService {
         const recorder = await this.startProxy(spec, endpoint, progress);
         proxy = recorder; // closed in `finally` even when the channel cannot be opened
         // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
-        const llmChannel = await box
-          .openLlmChannel((connection) => recorder.accept(connection))
-          .catch((error: unknown) => {
-            throw asInfrastructure('sandbox', error);
-          });
+        const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
         return { recorder, llmChannel };
       });
       proxy = activeProxy;
@@ -199,9 +200,7 @@ export class RolloutRunner implements RolloutService {
           maxTokensCap: spec.max_tokens_cap,
           baseUrl: `${llmChannel.url}/v1`,
           disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
-        }).catch((error: unknown) => {
-          throw asInfrastructure('sandbox', error);
-        });
+        }).catch(rethrowAs('sandbox'));
         const agent = await box.run(await llmChannel.command(plan.argv), {
           env: plan.env,
           stdin: plan.stdin,

@@ -72,7 +72,6 @@ export class LocalSandbox implements Sandbox {
       TERM: 'dumb',
       TMPDIR: this.deps.isolation.tmpDir(this.deps.dirs),
       ...this.deps.env,
-      [SANDBOX_MARKER]: this.id,
     };
   }
 
@@ -84,6 +83,7 @@ export class LocalSandbox implements Sandbox {
     const child = new LocalProcess({
       hostArgv: isolation.wrap(argv, this.deps.dirs, cwd),
       hostCwd: isolation.name === 'none' ? (isolation.toHostPath(cwd, this.deps.dirs) ?? cwd) : this.deps.dirs.home,
+      // The marker comes last: no env of the caller's may hide a process from the straggler scan.
       env: { ...this.defaultEnv(), ...options.env, [SANDBOX_MARKER]: this.id },
       processId: `${this.id}-${++this.processCounter}`,
       scanForStragglers: isolation.name === 'none',
@@ -202,6 +202,11 @@ export class LocalSandbox implements Sandbox {
       { hostDir: this.deps.dirs.channel, sandboxDir: this.deps.isolation.channelDir(this.deps.dirs), node, bridge },
       accept,
     );
+    if (this.killed) {
+      // Killed while the channel was opening: nobody else would ever close it.
+      await channel.close();
+      throw new SandboxError(`sandbox ${this.id} has been killed`);
+    }
     this.channels.add(channel);
     return channel;
   }
