@@ -250,6 +250,7 @@ function runner(concurrency: number, dataDir: string): { runner: RolloutRunner; 
     concurrency: new Semaphore(concurrency),
     endpoints: config.rollouts.endpoints,
     maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
+    maxRequestBytes: config.rollouts.maxRequestBytes,
     logger,
   });
   return { provider, runner };

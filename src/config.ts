@@ -22,6 +22,8 @@ const envSchema = z.object({
   OPENCODE_ENV_OPENCODE_BIN: z.string().min(1).optional(),
   MAX_CONCURRENT_ENVS: z.coerce.number().int().positive().max(256).default(4),
   OPENCODE_ENV_UPSTREAM_MAX_FAILURES: z.coerce.number().int().positive().default(3),
+  OPENCODE_ENV_MAX_REQUEST_MB: z.coerce.number().positive().max(1024).default(32),
+  OPENCODE_ENV_SHUTDOWN_GRACE_S: z.coerce.number().positive().max(600).default(10),
   XDG_DATA_HOME: z.string().optional(),
 });
 
@@ -55,6 +57,8 @@ export interface Config {
     maxConcurrent: number;
     /** Upstream failures in a row after which a rollout's proxy gives up. */
     upstreamMaxFailures: number;
+    /** The agent's LLM requests larger than this are refused by the proxy (and recorded as refused). */
+    maxRequestBytes: number;
     /** Named LLM endpoints, validated at start-up. */
     endpoints: EndpointCatalog;
     /** OPENCODE_ENV_OPENCODE_BIN: another opencode binary than the opencode-ai dependency's. */
@@ -62,6 +66,8 @@ export interface Config {
   };
   /** Where traces are stored. */
   dataDir: string;
+  /** How long shutdown waits for in-flight work (cancelled rollouts storing their traces) before exiting anyway. */
+  shutdownGraceMs: number;
   logLevel: LogLevel;
 }
 
@@ -111,12 +117,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rollouts: {
       maxConcurrent: e.MAX_CONCURRENT_ENVS,
       upstreamMaxFailures: e.OPENCODE_ENV_UPSTREAM_MAX_FAILURES,
+      maxRequestBytes: Math.round(e.OPENCODE_ENV_MAX_REQUEST_MB * 1024 * 1024),
       endpoints,
       opencodeBinary: e.OPENCODE_ENV_OPENCODE_BIN ? path.resolve(e.OPENCODE_ENV_OPENCODE_BIN) : null,
     },
     dataDir: path.resolve(
       e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env'),
     ),
+    shutdownGraceMs: e.OPENCODE_ENV_SHUTDOWN_GRACE_S * 1000,
     logLevel: e.OPENCODE_ENV_LOG_LEVEL,
   };
 }

@@ -1,7 +1,5 @@
 import type { Logger } from './log.js';
 
-const SHUTDOWN_DEADLINE_MS = 10_000;
-
 interface Cleanup {
   name: string;
   run: () => Promise<void>;
@@ -72,7 +70,11 @@ export class CleanupScope {
 export class Lifecycle extends CleanupScope {
   private shuttingDown: Promise<never> | null = null;
 
-  constructor(logger: Logger) {
+  /** @param graceMs how long cleanups may take (cancelled rollouts storing traces) before the process exits anyway */
+  constructor(
+    logger: Logger,
+    private readonly graceMs = 10_000,
+  ) {
     super('process', logger);
   }
 
@@ -85,9 +87,9 @@ export class Lifecycle extends CleanupScope {
     // Yield first: cleanups may trigger events (a transport closing) that call shutdown() again.
     await Promise.resolve();
     this.logger.info({ reason }, 'shutting down');
-    const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), SHUTDOWN_DEADLINE_MS).unref());
+    const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), this.graceMs).unref());
     if ((await Promise.race([this.close(), deadline])) === 'deadline') {
-      this.logger.error('cleanup did not finish in time; exiting anyway');
+      this.logger.error({ grace_s: this.graceMs / 1000 }, 'cleanup did not finish within the shutdown grace time; exiting anyway');
     }
     process.exit(exitCode);
   }

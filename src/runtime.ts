@@ -8,6 +8,7 @@ import type { Logger } from './log.js';
 import { resourcesDir } from './paths.js';
 import { createSandboxProvider } from './sandbox/factory.js';
 import type { SandboxBinary, SandboxProvider } from './sandbox/types.js';
+import { CancelGroup } from './util/cancel-group.js';
 import { Semaphore } from './util/semaphore.js';
 
 /** The process-wide parts every transport and session shares: settings, logging, sandboxes, rollouts, traces and exit handling. */
@@ -30,7 +31,7 @@ export interface Runtime {
  * proxy, the opencode lookup) load on first use: MCP hosts start the stdio server often and wait for it.
  */
 export function createRuntime(config: Config, logger: Logger): Runtime {
-  const lifecycle = new Lifecycle(logger);
+  const lifecycle = new Lifecycle(logger, config.shutdownGraceMs);
   let binaries: Partial<Record<SandboxBinary, string>> | null = null;
   const resolveBinaries = (): Partial<Record<SandboxBinary, string>> => {
     if (!binaries) {
@@ -52,23 +53,28 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
   });
   const concurrency = new Semaphore(config.rollouts.maxConcurrent);
   let runner: Promise<RolloutRunner> | null = null;
+  const inFlight = new CancelGroup();
   const rollouts: RolloutService = {
-    run: async (spec, options) => {
-      runner ??= import('./core/rollout/run.js').then(
-        ({ RolloutRunner }) =>
-          new RolloutRunner({
-            provider,
-            traces,
-            concurrency,
-            maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
-            endpoints: config.rollouts.endpoints,
-            logger,
-          }),
-      );
-      return (await runner).run(spec, options);
-    },
+    run: (spec, options) =>
+      inFlight.run(options?.signal, async (signal) => {
+        runner ??= import('./core/rollout/run.js').then(
+          ({ RolloutRunner }) =>
+            new RolloutRunner({
+              provider,
+              traces,
+              concurrency,
+              maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
+              maxRequestBytes: config.rollouts.maxRequestBytes,
+              endpoints: config.rollouts.endpoints,
+              logger,
+            }),
+        );
+        return (await runner).run(spec, { ...options, signal });
+      }),
   };
   // Registered first so it runs last: whatever sessions leave behind is killed here.
   lifecycle.onShutdown('sandboxes', () => provider.killAll());
+  // Runs before that: rollouts still running are cancelled and store their traces (as `cancelled`) before exit.
+  lifecycle.onShutdown('rollouts', () => inFlight.cancelAll('the server is shutting down'));
   return { config, logger, provider, traces, rollouts, lifecycle, checkRolloutPrerequisites: () => void resolveBinaries() };
 }

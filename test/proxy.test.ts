@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { startRecordingProxy, type RecordingProxy, type RecordingProxyOptions } from '../src/core/proxy/recording-proxy.js';
+import type { ProxyTurn } from '../src/core/proxy/types.js';
 import { tokenize } from '../src/scripted-llm/fake-tokens.js';
 import { startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { cliPath, makeSystemTempDir, removeDir, waitFor } from './helpers/server.js';
@@ -43,8 +45,9 @@ async function setup(
   script: unknown,
   proxyOptions: Partial<RecordingProxyOptions> = {},
   llmOptions: { apiKey?: string } = {},
-): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy }> {
+): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy; turns: ProxyTurn[] }> {
   const llm = await startScripted(script, llmOptions);
+  const turns: ProxyTurn[] = [];
   const proxy = await startRecordingProxy({
     upstreamBaseUrl: llm.url,
     record: true,
@@ -54,13 +57,28 @@ async function setup(
     maxTokensCap: 4096,
     maxConsecutiveFailures: 3,
     listen: { port: 0 },
+    onTurn: (turn) => turns.push(turn),
     ...proxyOptions,
   });
   cleanups.push(
     () => proxy.close(),
     () => llm.close(),
   );
-  return { llm, proxy };
+  return { llm, proxy, turns };
+}
+
+/** One request with the target sent exactly as given (no URL normalisation). */
+function rawRequest(address: string, method: string, target: string): Promise<{ status: number }> {
+  const { hostname, port } = new URL(address);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write(`${method} ${target} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}`);
+    });
+    let response = '';
+    socket.on('data', (chunk: Buffer) => (response += chunk.toString('latin1')));
+    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(response)?.[1] ?? 0) }));
+    socket.on('error', reject);
+  });
 }
 
 const post = (proxy: RecordingProxy, body: unknown, headers: Record<string, string> = {}) =>
@@ -72,7 +90,7 @@ const post = (proxy: RecordingProxy, body: unknown, headers: Record<string, stri
 
 describe('recording proxy', () => {
   it('records tokens, ids and logprobs it asked for, and strips them from what the client sees', async () => {
-    const { llm, proxy } = await setup({ turns: [{ text: 'Hello there, world.' }] });
+    const { llm, proxy, turns } = await setup({ turns: [{ text: 'Hello there, world.' }] });
     const response = await post(proxy, chatBody(), { authorization: 'Bearer placeholder', 'x-session-id': 'ses_1' });
     const sse = await response.text();
     assert.equal(response.status, 200);
@@ -80,7 +98,7 @@ describe('recording proxy', () => {
     assert.equal(payloads.map((p) => p.choices[0]?.delta?.content ?? '').join(''), 'Hello there, world.');
     assert.ok(!sse.includes('logprobs') && !sse.includes('token_ids'), 'nothing the client did not ask for');
 
-    const [turn] = proxy.turns;
+    const [turn] = turns;
     assert.ok(turn);
     const expected = tokenize('Hello there, world.');
     assert.deepEqual(
@@ -108,7 +126,7 @@ describe('recording proxy', () => {
   });
 
   it('leaves logprobs alone when the client asked for them itself', async () => {
-    const { llm, proxy } = await setup({ turns: [{ text: 'Hi.' }] });
+    const { llm, proxy, turns } = await setup({ turns: [{ text: 'Hi.' }] });
     const sse = await (await post(proxy, chatBody({ logprobs: true, top_logprobs: 1 }))).text();
     assert.ok(
       dataPayloads(sse).some((p) => p.choices[0]?.logprobs?.content?.length),
@@ -116,11 +134,15 @@ describe('recording proxy', () => {
     );
     assert.ok(!sse.includes('token_ids'), 'but not the token ids it did not ask for');
     assert.equal(llm.requests[0]!.body.top_logprobs, 1);
-    assert.deepEqual(proxy.turns[0]!.injected, ['return_token_ids', 'max_tokens']);
+    assert.deepEqual(turns[0]!.injected, ['return_token_ids', 'max_tokens']);
   });
 
   it('sends the real key upstream in place of the client’s', async () => {
-    const { llm, proxy } = await setup({ turns: [{ text: 'ok' }] }, { apiKey: 'sk-upstream-key-123' }, { apiKey: 'sk-upstream-key-123' });
+    const { llm, proxy, turns } = await setup(
+      { turns: [{ text: 'ok' }] },
+      { apiKey: 'sk-upstream-key-123' },
+      { apiKey: 'sk-upstream-key-123' },
+    );
     const response = await post(proxy, chatBody(), { authorization: 'Bearer sandbox-placeholder' });
     assert.equal(response.status, 200);
     await response.text();
@@ -128,22 +150,22 @@ describe('recording proxy', () => {
   });
 
   it('streams chunks through as they arrive instead of buffering the response', async () => {
-    const { proxy } = await setup({ turns: [{ text: 'one two three four five six', chunk_delay_ms: 100 }] });
+    const { proxy, turns } = await setup({ turns: [{ text: 'one two three four five six', chunk_delay_ms: 100 }] });
     const response = await post(proxy, chatBody());
     const reader = response.body!.getReader();
     const first = await reader.read();
     assert.ok(first.value && first.value.length > 0);
     // A turn is recorded when the upstream's stream ends: the client already has bytes while it has not.
-    assert.equal(proxy.turns.length, 0, 'the first bytes arrived before the upstream finished its response');
+    assert.equal(turns.length, 0, 'the first bytes arrived before the upstream finished its response');
     while (!(await reader.read()).done) {
       // drain
     }
-    await waitFor(() => proxy.turns.length === 1, 5000, 'the turn to be recorded');
-    assert.equal(proxy.turns[0]!.response.content, 'one two three four five six');
+    await waitFor(() => turns.length === 1, 5000, 'the turn to be recorded');
+    assert.equal(turns[0]!.response.content, 'one two three four five six');
   });
 
   it('reassembles tool calls and handles non-streamed responses', async () => {
-    const { proxy } = await setup({
+    const { proxy, turns } = await setup({
       turns: [{ text: 'Writing.', tool_calls: [{ name: 'write', arguments: { filePath: '{{workdir}}/a.txt', content: 'A' } }] }],
     });
     const response = await post(proxy, chatBody({ stream: false }));
@@ -151,7 +173,7 @@ describe('recording proxy', () => {
     assert.equal(body.choices[0].message.tool_calls[0].function.name, 'write');
     assert.equal(body.choices[0].logprobs, undefined, 'stripped from the JSON too');
     assert.equal(body.prompt_token_ids, undefined);
-    const turn = proxy.turns[0]!;
+    const turn = turns[0]!;
     assert.equal(turn.stream, false);
     assert.deepEqual(
       turn.response.tool_calls.map((c) => [c.name, JSON.parse(c.arguments)]),
@@ -161,62 +183,101 @@ describe('recording proxy', () => {
   });
 
   it('drops an injection the upstream refuses, and does not try it again', async () => {
-    const { llm, proxy } = await setup({ turns: [{ text: 'fine' }], reject_fields: ['return_token_ids'] });
+    const { llm, proxy, turns } = await setup({ turns: [{ text: 'fine' }], reject_fields: ['return_token_ids'] });
     for (let i = 0; i < 2; i++) {
       const response = await post(proxy, chatBody());
       assert.equal(response.status, 200);
       await response.text();
     }
     assert.deepEqual(
-      proxy.turns.map((t) => t.injected.includes('return_token_ids')),
+      turns.map((t) => t.injected.includes('return_token_ids')),
       [false, false],
     );
     assert.ok(
-      proxy.turns.every((t) => t.per_token_logps.length > 0),
+      turns.every((t) => t.per_token_logps.length > 0),
       'logprobs still recorded',
     );
     assert.equal(llm.requests.filter((q) => q.body.return_token_ids).length, 1, 'only the first, refused request carried it');
   });
 
   it('passes on a 400 that is not about its injections, and keeps injecting', async () => {
-    const { proxy } = await setup({ turns: [{ error: { status: 400, message: 'This model maximum context length is 32768 tokens' } }] });
+    const { proxy, turns } = await setup({
+      turns: [{ error: { status: 400, message: 'This model maximum context length is 32768 tokens' } }],
+    });
     for (let i = 0; i < 2; i++) {
       const response = await post(proxy, chatBody());
       assert.equal(response.status, 400);
       assert.match(await response.text(), /maximum context length/);
     }
     assert.deepEqual(
-      proxy.turns.map((t) => t.injected.includes('return_token_ids') && t.injected.includes('logprobs')),
+      turns.map((t) => t.injected.includes('return_token_ids') && t.injected.includes('logprobs')),
       [true, true],
     );
   });
 
   it('records a malformed stream and passes the bytes on', async () => {
-    const { proxy } = await setup({ turns: [{ text: 'x', malformed: true }] });
+    const { proxy, turns } = await setup({ turns: [{ text: 'x', malformed: true }] });
     const sse = await (await post(proxy, chatBody())).text();
     assert.match(sse, /unterminated/);
-    assert.equal(proxy.turns[0]!.upstream_error?.type, 'malformed_stream');
+    assert.equal(turns[0]!.upstream_error?.type, 'malformed_stream');
   });
 
   it('passes client errors through and records them', async () => {
-    const { proxy } = await setup({ turns: [{ error: { status: 404, message: 'model not found' } }] });
+    const { proxy, turns } = await setup({ turns: [{ error: { status: 404, message: 'model not found' } }] });
     const response = await post(proxy, chatBody());
     assert.equal(response.status, 404);
     assert.match(await response.text(), /model not found/);
-    assert.equal(proxy.turns[0]!.upstream_status, 404);
-    assert.equal(proxy.turns[0]!.upstream_error?.type, 'http');
+    assert.equal(turns[0]!.upstream_status, 404);
+    assert.equal(turns[0]!.upstream_error?.type, 'http');
     assert.equal(proxy.gaveUp, null, 'a 4xx is not an outage');
   });
 
-  it('relays other paths untouched', async () => {
-    const { proxy } = await setup({ turns: [{ text: 'x' }] });
+  it('relays GET /v1/models, without recording a turn', async () => {
+    const { proxy, turns } = await setup({ turns: [{ text: 'x' }] });
     const models = (await (await fetch(`${proxy.address}/v1/models`)).json()) as any;
     assert.equal(models.data[0].id, 'scripted-model');
-    assert.equal(proxy.turns.length, 0);
+    assert.equal(turns.length, 0);
+  });
+
+  it('answers every other route itself: nothing but the model API reaches the upstream with the key', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'x' }] }, { apiKey: 'sk-upstream-key-123' });
+    const attempts: Array<[string, string, number]> = [
+      ['GET', '/v1/../../admin/x', 404],
+      ['GET', '/v1/%2e%2e/%2e%2e/admin/x', 404],
+      ['DELETE', '/v1/files/x', 404],
+      ['POST', '/v1/fine_tuning/jobs', 404],
+      ['POST', '/v1/chat/completions/../../../admin', 404],
+      ['GET', '/v1/chat/completions', 405],
+      ['DELETE', '/v1/models', 405],
+      ['POST', '//v1/chat/completions', 404],
+    ];
+    for (const [method, target, status] of attempts) {
+      // Raw HTTP: fetch would normalise the `..` away before sending.
+      const answer = await rawRequest(proxy.address!, method, target);
+      assert.equal(answer.status, status, `${method} ${target} answered ${answer.status}`);
+    }
+    assert.equal(llm.requests.length, 0, `reached the upstream: ${llm.requests.map((q) => q.path).join(', ')}`);
+    assert.equal(proxy.stats.refused, attempts.length);
+  });
+
+  it('refuses an oversized request with 413 before it reaches the upstream, and records the refusal', async () => {
+    const { llm, proxy, turns } = await setup({ turns: [{ text: 'small is fine' }] }, { maxRequestBytes: 64 * 1024 });
+    const big = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] });
+    const refused = await post(proxy, big);
+    assert.equal(refused.status, 413);
+    assert.match(await refused.text(), /limit/);
+    assert.equal(llm.requests.length, 0, 'the oversized request reached the upstream');
+    assert.equal(turns[0]?.upstream_error?.type, 'refused', 'the refusal is recorded as a turn');
+    assert.equal(turns[0]?.request, null, 'the refused body is not kept');
+    const ok = await post(proxy, chatBody());
+    assert.match(await ok.text(), /small/, 'the next request of normal size is served');
+    assert.equal(turns.length, 2);
+    assert.equal(proxy.turns.length, 2, 'the proxy keeps a summary of each turn');
+    assert.equal('request' in proxy.turns[1]!, false, 'summaries do not hold the request body');
   });
 
   it('after repeated upstream failures, ends the agent’s run with a final answer instead of more retries', async () => {
-    const { llm, proxy } = await setup({ turns: [{ text: 'x' }], error: { status: 503 } }, { maxConsecutiveFailures: 2 });
+    const { llm, proxy, turns } = await setup({ turns: [{ text: 'x' }], error: { status: 503 } }, { maxConsecutiveFailures: 2 });
     assert.equal((await post(proxy, chatBody())).status, 503);
     const second = await post(proxy, chatBody());
     assert.equal(second.status, 200);
@@ -225,19 +286,19 @@ describe('recording proxy', () => {
     const upstreamCalls = llm.requests.length;
     await (await post(proxy, chatBody())).text();
     assert.equal(llm.requests.length, upstreamCalls, 'the upstream is not contacted any more');
-    assert.equal(proxy.turns.length, 2, 'synthetic answers are not recorded as turns');
+    assert.equal(turns.length, 2, 'synthetic answers are not recorded as turns');
   });
 
   it('stops the upstream request when the client goes away mid-stream', async () => {
-    const { proxy } = await setup({ turns: [{ text: 'a b c d e f g h i j k l m n o p', chunk_delay_ms: 200 }] });
+    const { proxy, turns } = await setup({ turns: [{ text: 'a b c d e f g h i j k l m n o p', chunk_delay_ms: 200 }] });
     const controller = new AbortController();
     const response = await post(proxy, chatBody());
     const reader = response.body!.getReader();
     await reader.read();
     controller.abort();
     await reader.cancel();
-    await waitFor(() => proxy.turns.length === 1, 5000, 'the turn to be recorded');
-    assert.equal(proxy.turns[0]!.upstream_error?.type, 'stream');
+    await waitFor(() => turns.length === 1, 5000, 'the turn to be recorded');
+    assert.equal(turns[0]!.upstream_error?.type, 'stream');
   });
 });
 

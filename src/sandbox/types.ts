@@ -25,6 +25,12 @@ export interface RunOptions {
   /** Sees every stdout chunk as it arrives (in addition to the capture). */
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
+  /**
+   * Who runs the command. `verifier` (only after `prepareVerifier()`) runs it beyond the agent's reach: its own
+   * identity (a uid of its own where the backend can), its own HOME and /tmp, a clean environment without the
+   * agent's variables, and `PYTHONNOUSERSITE`. Default `agent`.
+   */
+  as?: 'agent' | 'verifier';
 }
 
 export interface CommandResult {
@@ -118,6 +124,19 @@ export interface Sandbox {
   pythonExecutable(): Promise<string>;
   /** Absolute path inside the sandbox of a program the project ships or runs on. */
   binaryPath(binary: SandboxBinary): Promise<string>;
+
+  /**
+   * Where verifier commands write their reward (`reward.txt` or `reward.json`), e.g. `/home/user/logs/verifier`.
+   * Created by `prepareVerifier()`, writable only by commands run `as: 'verifier'`.
+   */
+  readonly rewardDir: string;
+  /**
+   * Ends the agent's part: kills every process still running in the sandbox, then (from the host side, never
+   * through the agent's processes) replaces whatever is at the reward directory's place with a fresh, empty
+   * directory that only verifier commands can write, and hands the workdir to the verifier. Nothing the
+   * agent did to its files can make this fail; only a broken sandbox can (a SandboxError).
+   */
+  prepareVerifier(): Promise<void>;
 
   /** Opens a channel whose connections from inside the sandbox reach `accept` on the host. Closed by `kill`. */
   openLlmChannel(accept: (connection: Duplex) => void): Promise<LlmChannel>;

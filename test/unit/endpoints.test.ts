@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { resolveEndpoint, type EndpointCatalog } from '../../src/core/rollout/endpoints.js';
+import { redactUrl, resolveEndpoint, urlCredentials, type EndpointCatalog } from '../../src/core/rollout/endpoints.js';
 import { ConfigError, InvalidInputError } from '../../src/errors.js';
 
 const catalog: EndpointCatalog = {
@@ -80,6 +80,24 @@ describe('resolveEndpoint with a named endpoint', () => {
   it('an endpoint without a configured url works when base_url is given', () => {
     const resolved = resolveEndpoint({ endpoint: 'vllm', baseUrl: 'http://gpu:8000/v1' }, catalog);
     assert.deepEqual(resolved, { name: 'vllm', baseUrl: 'http://gpu:8000/v1', apiKey: '', model: catalog.vllm.model });
+  });
+
+  it("a caller's base_url never gets the configured key (it could be the caller's own server)", () => {
+    for (const baseUrl of ['https://attacker.example/v1', 'https://openai.example/v1/other', 'http://openai.example/v1']) {
+      const resolved = resolveEndpoint({ endpoint: 'openai', baseUrl }, catalog);
+      assert.equal(resolved.apiKey, '', `the key went to ${baseUrl}`);
+    }
+  });
+
+  it("a caller's base_url gets the caller's own api_key", () => {
+    assert.equal(
+      resolveEndpoint({ endpoint: 'openai', baseUrl: 'https://mirror.example/v1', apiKey: 'sk-mine' }, catalog).apiKey,
+      'sk-mine',
+    );
+  });
+
+  it('naming the configured url itself keeps the configured key', () => {
+    assert.equal(resolveEndpoint({ endpoint: 'openai', baseUrl: 'https://openai.example/v1/' }, catalog).apiKey, catalog.openai.apiKey);
   });
 
   it('a non-http(s) base_url override is invalid input naming base_url', () => {
@@ -183,5 +201,30 @@ describe('loadConfig: other settings', () => {
       }
     }
     assert.deepEqual(rejected, [], `empty variables that do not count as unset:\n${rejected.join('\n')}`);
+  });
+});
+
+describe('credentials in URLs', () => {
+  const url = 'https://alice:s3cret-pass@llm.example/v1?api_key=abc123xyz789&api-version=2024-06';
+
+  it('redactUrl hides user info and secret-looking query values, and keeps the rest', () => {
+    const redacted = redactUrl(url);
+    for (const secret of ['alice', 's3cret-pass', 'abc123xyz789']) assert.ok(!redacted.includes(secret), `${secret} left in ${redacted}`);
+    assert.ok(
+      redacted.includes('llm.example/v1') && redacted.includes('api-version=2024-06'),
+      `host, path or harmless query lost: ${redacted}`,
+    );
+  });
+
+  it('urlCredentials lists what must be scrubbed wherever it appears', () => {
+    const found = urlCredentials(url);
+    for (const secret of ['alice', 's3cret-pass', 'abc123xyz789'])
+      assert.ok(found.includes(secret), `${secret} not listed in ${found.join(',')}`);
+    assert.ok(!found.includes('2024-06'), 'a harmless query value was listed as a secret');
+  });
+
+  it('a URL without credentials is unchanged and has none', () => {
+    assert.equal(redactUrl('http://gpu:8000/v1'), 'http://gpu:8000/v1');
+    assert.deepEqual(urlCredentials('http://gpu:8000/v1'), []);
   });
 });

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { injectFields, refusedInjection, stripInjected, type Injection, type InjectionPolicy } from './injection.js';
 import { eventData, SseSplitter } from './sse.js';
 import { TurnAssembler } from './turn-assembler.js';
-import type { AssembledCompletion, ProxyTurn } from './types.js';
+import { summarizeTurn, type AssembledCompletion, type ProxyTurn, type ProxyTurnSummary } from './types.js';
 
 /**
  * The transparent recording proxy between the agent and its OpenAI-compatible endpoint. It streams
@@ -26,8 +26,11 @@ export interface RecordingProxyOptions extends InjectionPolicy {
   record: boolean;
   /** After this many upstream failures in a row (no answer, or 5xx), answer the agent with a non-retryable error. */
   maxConsecutiveFailures: number;
+  /** Larger request bodies are refused (413) without reaching the upstream; so are larger non-streamed answers (502). */
+  maxRequestBytes?: number;
   /** Also listen on TCP (for the standalone proxy); without it, connections come only through `accept`. */
   listen?: { port: number; host?: string };
+  /** Each recorded turn, in full, once: the proxy itself keeps only summaries, so a long run's memory stays small. */
   onTurn?: (turn: ProxyTurn) => void;
 }
 
@@ -36,11 +39,12 @@ export interface RecordingProxy {
   address: string | null;
   /** Serves one connection that arrived some other way (a sandbox backend's LLM channel). */
   accept(connection: Duplex): void;
-  readonly turns: ProxyTurn[];
+  /** Summaries of the recorded turns, in order; the full turns went to `onTurn`. */
+  readonly turns: ProxyTurnSummary[];
   /** Set once the proxy stopped contacting a failing upstream. */
   readonly gaveUp: string | null;
-  /** Upstream answers so far: successes (status < 400) and failures (no answer or 5xx), recorded or relayed. */
-  readonly stats: { requests: number; successes: number; failures: number };
+  /** Upstream answers so far: successes (status < 400) and failures (no answer or 5xx), recorded or relayed; requests refused here. */
+  readonly stats: { requests: number; successes: number; failures: number; refused: number };
   /** Recent proxy log lines, newest last. */
   logTail(): string;
   close(): Promise<void>;
@@ -61,13 +65,51 @@ const HOP_BY_HOP = new Set([
 ]);
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
+export const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
+/**
+ * The only routes relayed: what an agent needs of a model API. Anything else (files, fine-tuning, admin, or a
+ * path that escapes /v1) would reach the upstream with the real key, so it is answered here.
+ */
+const ALLOWED_ROUTES: ReadonlyArray<{ method: string; path: string; upstreamPath: string }> = [
+  { method: 'POST', path: '/v1/chat/completions', upstreamPath: '/chat/completions' },
+  { method: 'GET', path: '/v1/models', upstreamPath: '/models' },
+];
+
+function findRoute(method: string | undefined, url: string | undefined) {
+  // Compared as raw text: no decoding or normalisation can turn a refused path into an allowed one.
+  const pathname = (url ?? '').split('?', 1)[0];
+  const byPath = ALLOWED_ROUTES.filter((route) => route.path === pathname);
+  if (byPath.length === 0) return { route: null, status: 404 } as const;
+  const route = byPath.find((r) => r.method === method);
+  return route ? ({ route, status: 200 } as const) : ({ route: null, status: 405 } as const);
+}
+
+class BodyTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`body over ${limit} bytes`);
+  }
+}
+
+/** Reads a whole body, refusing (BodyTooLarge) once it passes `limit` bytes; the rest is discarded, not kept. */
+function readBody(stream: http.IncomingMessage, limit = Infinity): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        stream.off('data', onData);
+        chunks.length = 0;
+        stream.resume();
+        reject(new BodyTooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    stream.on('data', onData);
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
   });
 }
 
@@ -95,10 +137,11 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   const upstream = new URL(options.upstreamBaseUrl.replace(/\/+$/, ''));
   const client = upstream.protocol === 'https:' ? https : http;
   const agent = new client.Agent({ keepAlive: true, maxSockets: 64 });
-  const turns: ProxyTurn[] = [];
+  const turns: ProxyTurnSummary[] = [];
   const log: string[] = [];
   let consecutiveFailures = 0;
-  const stats = { requests: 0, successes: 0, failures: 0 };
+  const stats = { requests: 0, successes: 0, failures: 0, refused: 0 };
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   let gaveUp: string | null = null;
   let turnCounter = 0;
   /** Injections the upstream rejected once; not tried again. */
@@ -109,23 +152,20 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     if (log.length > LOG_LINES) log.shift();
   };
 
-  /** The agent's base URL ends in /v1 like the upstream's: `/v1/x` maps to `<upstream base>/x`. */
-  function upstreamUrl(path: string): URL {
-    const [pathname = '/', query] = path.split('?', 2);
-    const rest = pathname === '/v1' || pathname.startsWith('/v1/') ? pathname.slice(3) : pathname;
+  /** `<upstream base>` + the route's path; the agent's query string is dropped, the configured URL's own is kept. */
+  function upstreamUrl(upstreamPath: string): URL {
     const target = new URL(upstream.href);
-    target.pathname = `${upstream.pathname.replace(/\/+$/, '')}${rest}`;
-    target.search = query ? `?${query}` : '';
+    target.pathname = `${upstream.pathname.replace(/\/+$/, '')}${upstreamPath}`;
     return target;
   }
 
-  function forward(req: http.IncomingMessage, body: Buffer, signal: AbortSignal): Promise<http.IncomingMessage> {
+  function forward(req: http.IncomingMessage, upstreamPath: string, body: Buffer, signal: AbortSignal): Promise<http.IncomingMessage> {
     const headers: http.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
     headers['accept-encoding'] = 'identity'; // recorded bodies must be plain text
     if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
     if (body.length > 0 || req.method === 'POST') headers['content-length'] = body.length;
-    const target = upstreamUrl(req.url ?? '/');
+    const target = upstreamUrl(upstreamPath);
     return new Promise((resolve, reject) => {
       const upstreamReq = client.request(target, { method: req.method, headers, agent, signal }, resolve);
       upstreamReq.on('error', reject);
@@ -212,10 +252,16 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     res.end(text);
   }
 
-  async function relay(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, signal: AbortSignal): Promise<void> {
+  async function relay(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    upstreamPath: string,
+    body: Buffer,
+    signal: AbortSignal,
+  ): Promise<void> {
     let upstreamRes: http.IncomingMessage;
     try {
-      upstreamRes = await forward(req, body, signal);
+      upstreamRes = await forward(req, upstreamPath, body, signal);
     } catch (error) {
       if (!signal.aborted) answerUnreachable(res, (error as Error).message, parseJsonObject(body));
       return;
@@ -232,6 +278,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   async function handleChat(
     req: http.IncomingMessage,
     res: http.ServerResponse,
+    upstreamPath: string,
     original: Record<string, any>,
     signal: AbortSignal,
   ): Promise<void> {
@@ -254,7 +301,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     const assembler = new TurnAssembler();
     const finishTurn = () => {
       const recorded: ProxyTurn = { ...turn, ...assembler.finish(), latency_s: secondsSince(started) };
-      turns.push(recorded);
+      turns.push(summarizeTurn(recorded));
       note(
         `turn ${recorded.turn} ${recorded.kind} ${recorded.upstream_status ?? '-'} ${recorded.latency_s.toFixed(3)}s finish=${recorded.finish_reason ?? '-'} tokens=${recorded.completion_token_ids.length || recorded.completion_tokens.length}` +
           (recorded.upstream_error ? ` error=${recorded.upstream_error.type}: ${recorded.upstream_error.message}` : ''),
@@ -272,7 +319,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       turn.injected = [...prepared.injected, ...prepared.extras];
       turn.request = prepared.body;
       try {
-        upstreamRes = await forward(req, Buffer.from(JSON.stringify(prepared.body)), signal);
+        upstreamRes = await forward(req, upstreamPath, Buffer.from(JSON.stringify(prepared.body)), signal);
       } catch (error) {
         if (signal.aborted) return;
         const message = (error as Error).message;
@@ -311,7 +358,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     }
 
     if (!contentType.includes('text/event-stream')) {
-      const text = (await readBody(upstreamRes)).toString('utf8');
+      let text: string;
+      try {
+        text = (await readBody(upstreamRes, maxRequestBytes)).toString('utf8');
+      } catch (error) {
+        turn.upstream_error = { type: 'stream', message: `upstream answer unusable: ${(error as Error).message}` };
+        finishTurn();
+        return respondError(res, 502, `opencode-env proxy: ${turn.upstream_error.message}`, 'upstream_too_large');
+      }
       let out = text;
       try {
         const payload = JSON.parse(text);
@@ -376,6 +430,35 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     finishTurn();
   }
 
+  /** A request this proxy will not relay: a turn is recorded for chat requests, so a trace shows what was refused. */
+  function refuse(req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string, chat: boolean): void {
+    stats.refused += 1;
+    note(`refused ${req.method} ${(req.url ?? '').slice(0, 200)}: ${message}`);
+    if (chat) {
+      const refusedTurn: ProxyTurn = {
+        turn: ++turnCounter,
+        timestamp: new Date().toISOString(),
+        method: req.method ?? 'POST',
+        path: (req.url ?? '').slice(0, 200),
+        kind: 'auxiliary',
+        session_id: null,
+        stream: false,
+        request: null,
+        injected: [],
+        latency_s: 0,
+        ttfb_s: null,
+        upstream_status: null,
+        upstream_error: { type: 'refused', status, message },
+        ...new TurnAssembler().finish(),
+      };
+      turns.push(summarizeTurn(refusedTurn));
+      options.onTurn?.(refusedTurn);
+    }
+    // The rest of an oversized body is not worth reading: answer, then drop the connection.
+    res.shouldKeepAlive = false;
+    respondError(res, status, `opencode-env proxy: ${message}`, 'refused');
+  }
+
   const server = http.createServer((req, res) => {
     // Hooked on the response: the request's own 'close' fires as soon as its body has been read.
     const abort = new AbortController();
@@ -383,20 +466,37 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       if (!res.writableFinished) abort.abort();
     });
     void (async () => {
-      const raw = await readBody(req);
+      const { route, status } = findRoute(req.method, req.url);
+      if (!route) {
+        req.resume();
+        return refuse(
+          req,
+          res,
+          status,
+          status === 405 ? `${req.method} is not allowed on this path` : 'only the model API is served here',
+          false,
+        );
+      }
+      const isChat = route.upstreamPath === '/chat/completions';
+      let raw: Buffer;
+      try {
+        raw = await readBody(req, maxRequestBytes);
+      } catch (error) {
+        if (!(error instanceof BodyTooLarge)) throw error;
+        return refuse(req, res, 413, `request body over the ${Math.round(maxRequestBytes / 1048576)} MiB limit`, isChat);
+      }
       if (gaveUp !== null) {
         const request = parseJsonObject(raw);
         note(`${req.method} ${req.url} (${request ? turnKind(request) : 'other'}) answered with a stop: the upstream was given up on`);
         return giveUpResponse(res, request);
       }
       stats.requests += 1;
-      const path = (req.url ?? '').split('?')[0] ?? '';
-      if (options.record && req.method === 'POST' && path.endsWith('/chat/completions')) {
+      if (options.record && isChat) {
         const parsed = parseJsonObject(raw);
         // A body that is not a JSON object goes through untouched: let the upstream answer it.
-        if (parsed) return handleChat(req, res, parsed, abort.signal);
+        if (parsed) return handleChat(req, res, route.upstreamPath, parsed, abort.signal);
       }
-      return relay(req, res, raw, abort.signal);
+      return relay(req, res, route.upstreamPath, raw, abort.signal);
     })().catch((error: Error) => {
       note(`proxy error: ${error.message}`);
       respondError(res, 502, `opencode-env proxy error: ${error.message}`, 'proxy_error');

@@ -9,10 +9,13 @@ import { z } from 'zod';
 const upstreamErrorSchema = z
   .object({
     type: z
-      .enum(['connection', 'http', 'malformed_stream', 'stream'])
-      .describe('connection: no HTTP answer; http: an error status; malformed_stream: unparseable data; stream: cut off mid-response'),
+      .enum(['connection', 'http', 'malformed_stream', 'stream', 'refused'])
+      .describe(
+        'connection: no HTTP answer; http: an error status; malformed_stream: unparseable data; stream: cut off mid-response; ' +
+          'refused: the proxy refused the request (e.g. over the size limit) and the upstream never saw it',
+      ),
     message: z.string(),
-    status: z.number().int().optional().describe('HTTP status, for type http'),
+    status: z.number().int().optional().describe('HTTP status, for type http (and the status the proxy answered, for refused)'),
     body: z.string().optional().describe("The start of the upstream's error body"),
   })
   .meta({ title: 'UpstreamError', description: 'Why an LLM call failed' });

@@ -3,6 +3,7 @@ import { InvalidInputError } from '../../errors.js';
 /**
  * Which OpenAI-compatible endpoint a rollout talks to. Explicit arguments win over the named endpoint's
  * settings (read from the environment at start-up), which win over its defaults (as in OpenEnv's opencode_env).
+ * A configured key is bound to its configured URL: a caller who names another URL gets only its own key.
  */
 
 export const ENDPOINT_NAMES = ['vllm', 'openai', 'hf_router'] as const;
@@ -55,6 +56,38 @@ function validUrl(value: string, source: string): string {
   return checked.url;
 }
 
+const SECRET_QUERY_NAME = /key|token|secret|sig|pass|auth|cred|session/i;
+
+/** The parts of a URL that carry credentials: user info and the values of query parameters named like secrets. */
+export function urlCredentials(value: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return [];
+  }
+  const found = [decodeURIComponent(url.username), decodeURIComponent(url.password), url.username, url.password];
+  for (const [name, paramValue] of url.searchParams)
+    if (SECRET_QUERY_NAME.test(name)) found.push(paramValue, encodeURIComponent(paramValue));
+  return [...new Set(found.filter(Boolean))];
+}
+
+/** The URL with its credentials replaced, fit to store, log or return. */
+export function redactUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return value;
+  }
+  if (url.username || url.password) {
+    url.username = 'redacted';
+    url.password = '';
+  }
+  for (const name of [...url.searchParams.keys()]) if (SECRET_QUERY_NAME.test(name)) url.searchParams.set(name, 'redacted');
+  return url.href.replace(/\/+$/, '');
+}
+
 export function resolveEndpoint(request: EndpointRequest, catalog: EndpointCatalog): ResolvedEndpoint {
   if (!request.endpoint) {
     if (!request.baseUrl || !request.model) {
@@ -72,10 +105,13 @@ export function resolveEndpoint(request: EndpointRequest, catalog: EndpointCatal
       `endpoint "${request.endpoint}" needs a URL: set ${settings.urlVariable} in the server's environment or pass base_url`,
     );
   }
+  const resolvedUrl = request.baseUrl ? validUrl(request.baseUrl, 'base_url') : baseUrl;
+  // The server's key goes only where the server's operator pointed it, never to a URL a caller chose.
+  const ownUrl = settings.baseUrl !== null && resolvedUrl === settings.baseUrl;
   return {
     name: request.endpoint,
-    baseUrl: request.baseUrl ? validUrl(request.baseUrl, 'base_url') : baseUrl,
-    apiKey: request.apiKey ?? settings.apiKey,
+    baseUrl: resolvedUrl,
+    apiKey: request.apiKey ?? (ownUrl ? settings.apiKey : ''),
     model: request.model ?? settings.model,
   };
 }

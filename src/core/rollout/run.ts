@@ -2,16 +2,17 @@ import path from 'node:path';
 import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sandbox, SandboxProvider } from '../../sandbox/types.js';
+import { Cancellation } from '../../util/cancel-group.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { Semaphore } from '../../util/semaphore.js';
 import { startRecordingProxy, type RecordingProxy } from '../proxy/recording-proxy.js';
-import { summarizeTurn, type ProxyTurn } from '../proxy/types.js';
+import type { ProxyTurn } from '../proxy/types.js';
 import { newRolloutId, scrubSecrets, traceUri, type TraceStore } from '../traces.js';
-import { resolveEndpoint, type EndpointCatalog, type ResolvedEndpoint } from './endpoints.js';
+import { redactUrl, resolveEndpoint, urlCredentials, type EndpointCatalog, type ResolvedEndpoint } from './endpoints.js';
 import { collectWorkdirFiles, validateStagedPath } from './files.js';
 import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
 import type { CommandRecord, RolloutPhase, RolloutResult, RolloutSpec } from './schema.js';
-import { computeReward, prepareVerifierDir, runShellCommand, verifierLogsDir } from './verifier.js';
+import { computeReward, runShellCommand } from './verifier.js';
 
 const TAIL_CHARS = 2000;
 /** Slack on top of the phases' own time limits before a rollout's sandbox is killed regardless. */
@@ -26,6 +27,8 @@ export interface RolloutRunnerDeps {
   endpoints: EndpointCatalog;
   /** Upstream failures in a row after which the proxy stops retrying. */
   maxConsecutiveUpstreamFailures: number;
+  /** The agent's requests larger than this are refused by the proxy (OPENCODE_ENV_MAX_REQUEST_MB). */
+  maxRequestBytes: number;
 }
 
 export interface RolloutRunOptions {
@@ -84,7 +87,8 @@ export class RolloutRunner implements RolloutService {
 
   async run(spec: RolloutSpec, options: RolloutRunOptions = {}): Promise<RolloutResult> {
     const endpoint = this.validate(spec);
-    const secrets = [spec.api_key, endpoint.apiKey];
+    // Everything that could let someone else use the endpoint: keys, and credentials written into URLs.
+    const secrets = [spec.api_key, endpoint.apiKey, ...urlCredentials(endpoint.baseUrl), ...urlCredentials(spec.base_url ?? '')];
     const { signal } = options;
     const progress = options.onProgress ?? (() => {});
     const rolloutId = newRolloutId();
@@ -102,7 +106,7 @@ export class RolloutRunner implements RolloutService {
       wall_s: 0,
       timings: {},
       mode: spec.mode,
-      endpoint: { name: endpoint.name, base_url: endpoint.baseUrl, model: endpoint.model },
+      endpoint: { name: endpoint.name, base_url: redactUrl(endpoint.baseUrl), model: endpoint.model },
       template: spec.template ?? null,
       setup_results: [],
       verify_results: [],
@@ -116,7 +120,9 @@ export class RolloutRunner implements RolloutService {
       error_kind: null,
       trace_uri: null,
     };
-    const cancelled = () => new InfrastructureError('cancelled', 'cancelled');
+    // The reason says who cancelled (the client, a disconnect, shutdown) when the canceller gave one.
+    const cancelled = () =>
+      new InfrastructureError('cancelled', signal?.reason instanceof Cancellation ? `cancelled: ${signal.reason.why}` : 'cancelled');
 
     const phase = async <T>(name: RolloutPhase, work: () => Promise<T>): Promise<T> => {
       if (signal?.aborted) throw cancelled();
@@ -133,6 +139,7 @@ export class RolloutRunner implements RolloutService {
     let sandbox: Sandbox | null = null;
     let proxy: RecordingProxy | null = null;
     const events = new OpencodeEventCollector();
+    const recordedTurns: ProxyTurn[] = [];
     const agentStderr = new CappedOutput(16 * 1024);
     let filesCollected = false;
     log.info({ mode: spec.mode, endpoint: endpoint.name, model: endpoint.model }, 'rollout started');
@@ -185,7 +192,7 @@ export class RolloutRunner implements RolloutService {
       }
 
       const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
-        const recorder = await this.startProxy(spec, endpoint, progress);
+        const recorder = await this.startProxy(spec, endpoint, progress, (turn) => recordedTurns.push(turn));
         proxy = recorder; // closed in `finally` even when the channel cannot be opened
         // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
         const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
@@ -236,10 +243,15 @@ export class RolloutRunner implements RolloutService {
           // No verifier, no reward: a reward file the agent wrote itself does not count.
           return;
         }
-        await prepareVerifierDir(box, signal);
+        // From here on the agent has no process left, and the verifier runs as someone the agent cannot reach.
+        await box.prepareVerifier().catch(rethrowAs('sandbox'));
         let testScript: CommandRecord | null = null;
         const runVerifier = async (cmd: string, label: string): Promise<CommandRecord> => {
-          const record = await runShellCommand(box, cmd, { timeoutS: spec.verify_timeout_s, ...(signal ? { signal } : {}) });
+          const record = await runShellCommand(box, cmd, {
+            timeoutS: spec.verify_timeout_s,
+            as: 'verifier',
+            ...(signal ? { signal } : {}),
+          });
           result.verify_results.push(record);
           if (signal?.aborted) throw cancelled();
           if (record.timed_out) {
@@ -251,7 +263,7 @@ export class RolloutRunner implements RolloutService {
           return record;
         };
         if (spec.test_script) {
-          const scriptPath = path.posix.join(verifierLogsDir(box), 'test.sh');
+          const scriptPath = path.posix.join(box.rewardDir, 'test.sh');
           await box.writeFile(scriptPath, spec.test_script);
           testScript = await runVerifier(`bash ${scriptPath}`, 'test_script');
         }
@@ -287,13 +299,13 @@ export class RolloutRunner implements RolloutService {
       await proxy?.close().catch(() => undefined);
       await sandbox?.kill().catch((error: Error) => log.error({ err: error }, 'could not kill the rollout sandbox'));
       release?.();
-      result.proxy_turns = (proxy?.turns ?? []).map(summarizeTurn);
+      result.proxy_turns = [...(proxy?.turns ?? [])];
       result.agent_events = events.events;
       const agentLog = [agentStderr.toString().trim(), events.nonJsonOutput(), ...events.errors()].filter(Boolean).join('\n');
       result.agent_log_tail = tail(agentLog);
       result.proxy_log_tail = tail(proxy?.logTail() ?? '');
       result.wall_s = Math.round(performance.now() - started) / 1000;
-      await this.storeTrace(spec, result, proxy?.turns ?? [], createdAt, secrets, progress, log);
+      await this.storeTrace(spec, result, recordedTurns, createdAt, secrets, progress, log);
       result.wall_s = Math.round(performance.now() - started) / 1000;
     }
     log.info(
@@ -310,7 +322,12 @@ export class RolloutRunner implements RolloutService {
     return JSON.parse(scrubSecrets(JSON.stringify(result), secrets)) as RolloutResult;
   }
 
-  private async startProxy(spec: RolloutSpec, endpoint: ResolvedEndpoint, progress: (message: string) => void): Promise<RecordingProxy> {
+  private async startProxy(
+    spec: RolloutSpec,
+    endpoint: ResolvedEndpoint,
+    progress: (message: string) => void,
+    onTurn: (turn: ProxyTurn) => void,
+  ): Promise<RecordingProxy> {
     const record = spec.mode === 'transparent_proxy';
     return startRecordingProxy({
       upstreamBaseUrl: endpoint.baseUrl,
@@ -321,10 +338,13 @@ export class RolloutRunner implements RolloutService {
       disableThinking: record && spec.disable_thinking === true,
       maxTokensCap: spec.max_tokens_cap,
       maxConsecutiveFailures: this.deps.maxConsecutiveUpstreamFailures,
-      onTurn: (turn) =>
+      maxRequestBytes: this.deps.maxRequestBytes,
+      onTurn: (turn) => {
+        onTurn(turn);
         progress(
           `LLM turn ${turn.turn} (${turn.kind}): ${turn.upstream_error ? `error ${turn.upstream_error.message}` : `${turn.finish_reason ?? 'no finish'}, ${turn.completion_token_ids.length || turn.completion_tokens.length} tokens, ${turn.latency_s.toFixed(2)} s`}`,
-        ),
+        );
+      },
     });
   }
 

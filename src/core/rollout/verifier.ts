@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { InfrastructureError } from '../../errors.js';
 import { bash, type Sandbox } from '../../sandbox/types.js';
 import type { CommandRecord } from './schema.js';
 
@@ -8,11 +7,12 @@ const OUTPUT_LIMIT = 64 * 1024;
 export async function runShellCommand(
   sandbox: Sandbox,
   cmd: string,
-  options: { timeoutS: number; signal?: AbortSignal; env?: Record<string, string> },
+  options: { timeoutS: number; signal?: AbortSignal; env?: Record<string, string>; as?: 'agent' | 'verifier' },
 ): Promise<CommandRecord> {
   const result = await sandbox.run(bash(cmd), {
     timeoutMs: options.timeoutS * 1000,
     maxOutputBytes: OUTPUT_LIMIT,
+    ...(options.as ? { as: options.as } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.env ? { env: options.env } : {}),
   });
@@ -26,21 +26,6 @@ export async function runShellCommand(
   };
 }
 
-/** Where verifiers write rewards, as in Harbor: `$HOME/logs/verifier/reward.txt` or `reward.json`. */
-export function verifierLogsDir(sandbox: Sandbox): string {
-  return path.posix.join(sandbox.homeDir, 'logs', 'verifier');
-}
-
-/** Empties the verifier's directory, so nothing the agent wrote there can pass for a reward. */
-export async function prepareVerifierDir(sandbox: Sandbox, signal?: AbortSignal): Promise<void> {
-  const dir = verifierLogsDir(sandbox);
-  const result = await sandbox.run(['sh', '-c', 'rm -rf -- "$1" && mkdir -p -- "$1"', 'sh', dir], {
-    timeoutMs: 30_000,
-    ...(signal ? { signal } : {}),
-  });
-  if (result.exitCode !== 0) throw new InfrastructureError('verifier', `could not prepare ${dir}: ${result.stderr.trim()}`);
-}
-
 export interface RewardOutcome {
   reward: number | null;
   rewards: Record<string, number>;
@@ -49,12 +34,13 @@ export interface RewardOutcome {
   source: 'reward.txt' | 'reward.json' | 'test_script' | 'verify' | 'none';
 }
 
-async function readOptional(sandbox: Sandbox, file: string): Promise<string | null> {
+/** A reward file's text, null when there is none; a file that cannot be read (a symlink, a directory) is a problem. */
+async function readOptional(sandbox: Sandbox, file: string): Promise<{ text: string | null } | { problem: string }> {
   try {
-    return (await sandbox.readFile(file)).toString('utf8');
+    return { text: (await sandbox.readFile(file)).toString('utf8') };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { text: null };
+    return { problem: `${path.posix.basename(file)} cannot be read: ${(error as Error).message}` };
   }
 }
 
@@ -115,10 +101,16 @@ export async function computeReward(
   sandbox: Sandbox,
   commands: { testScript: CommandRecord | null; verify: CommandRecord[] },
 ): Promise<RewardOutcome> {
-  const dir = verifierLogsDir(sandbox);
   const [rewardTxt, rewardJson] = await Promise.all([
-    readOptional(sandbox, path.posix.join(dir, 'reward.txt')),
-    readOptional(sandbox, path.posix.join(dir, 'reward.json')),
+    readOptional(sandbox, path.posix.join(sandbox.rewardDir, 'reward.txt')),
+    readOptional(sandbox, path.posix.join(sandbox.rewardDir, 'reward.json')),
   ]);
-  return decideReward({ rewardTxt, rewardJson, ...commands });
+  for (const read of [rewardTxt, rewardJson]) {
+    if ('problem' in read) return { reward: null, rewards: {}, problem: read.problem, source: 'none' };
+  }
+  return decideReward({
+    rewardTxt: (rewardTxt as { text: string | null }).text,
+    rewardJson: (rewardJson as { text: string | null }).text,
+    ...commands,
+  });
 }

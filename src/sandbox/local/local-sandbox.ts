@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { SandboxError } from '../../errors.js';
@@ -37,6 +37,7 @@ export class LocalSandbox implements Sandbox {
   readonly isolation: string;
   readonly homeDir: string;
   readonly workdir: string;
+  readonly rewardDir: string;
   private readonly processes = new Set<LocalProcess>();
   private readonly channels = new Set<LlmChannel>();
   private killPromise: Promise<void> | null = null;
@@ -48,6 +49,7 @@ export class LocalSandbox implements Sandbox {
     this.isolation = deps.isolation.name;
     this.homeDir = deps.isolation.homeDir(deps.dirs);
     this.workdir = path.posix.join(this.homeDir, 'workdir');
+    this.rewardDir = path.posix.join(this.homeDir, 'logs', 'verifier');
     // Unref'd: an expiring sandbox must not keep the server alive, and shutdown kills it anyway.
     this.lifetimeTimer = deps.lifetimeMs === null ? null : setTimeout(() => void this.kill(), deps.lifetimeMs).unref();
   }
@@ -209,6 +211,16 @@ export class LocalSandbox implements Sandbox {
     }
     this.channels.add(channel);
     return channel;
+  }
+
+  async prepareVerifier(): Promise<void> {
+    if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
+    await Promise.all([...this.processes].map((p) => p.kill()));
+    // Host side, after the agent's processes are gone: whatever the agent left at ~/logs (a link, a file, odd modes) goes.
+    const logs = path.join(this.deps.dirs.home, 'logs');
+    await rm(logs, { recursive: true, force: true });
+    await mkdir(path.join(logs, 'verifier'), { recursive: true, mode: 0o755 });
+    if (this.deps.isolation.dropsPrivileges) await chown(path.join(logs, 'verifier'), SANDBOX_UID, SANDBOX_UID);
   }
 
   kill(): Promise<void> {
