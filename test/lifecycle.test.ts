@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { isAlive, listDescendants } from '../src/util/process-tree.js';
-import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, startServer, waitFor } from './helpers/server.js';
+import { exampleTask, startScripted } from './helpers/scripted.js';
+import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, startServer, waitFor, type RunningServer } from './helpers/server.js';
 
 /** Starts work that leaves processes behind in the sandbox: a background sleeper that even escaped its session. */
 const SPAWN_STRAGGLERS =
@@ -80,6 +81,51 @@ describe('nothing is left running', () => {
     removeDir(sandboxRoot);
     removeDir(home);
   });
+});
+
+/** The stored traces' summary lines, read through the CLI (so whatever the storage format, as a user would). */
+function listedTraces(dataDir: string): string[] {
+  const out = execFileSync(process.execPath, [cliPath, 'traces', 'list'], {
+    env: { PATH: process.env.PATH, OPENCODE_ENV_DATA_DIR: dataDir },
+    encoding: 'utf8',
+  });
+  return out.split('\n').filter(Boolean);
+}
+
+describe('no trace is lost when the server goes away mid-rollout', () => {
+  const endings: Array<[string, (server: RunningServer) => Promise<void>, RegExp]> = [
+    ['the client disconnects', (server) => server.client.close(), /cancelled/],
+    ['the server receives SIGTERM', async (server) => void process.kill(server.pid, 'SIGTERM'), /cancelled/],
+    ['the server receives SIGHUP', async (server) => void process.kill(server.pid, 'SIGHUP'), /cancelled/],
+  ];
+  for (const [ending, end, expectedError] of endings) {
+    it(`stores every in-flight rollout's trace as cancelled when ${ending}`, async () => {
+      const stalled = await startScripted({ turns: [{ text: 'thinking very slowly', delay_ms: 120_000 }] });
+      const server = await startServer();
+      try {
+        const calls = ['first', 'second'].map((taskId) =>
+          server
+            .call('run_rollout', { ...exampleTask(), task_id: taskId, base_url: stalled.url, model: 'scripted-model' })
+            .catch(() => null),
+        );
+        await waitFor(
+          () => stalled.requests.filter((q) => q.path === '/v1/chat/completions' && Array.isArray(q.body?.tools)).length >= 2,
+          90_000,
+          'both agents to call the model',
+        );
+        await end(server);
+        await waitFor(() => !isAlive(server.pid), 20_000, 'the server to exit');
+        await Promise.all(calls);
+        const traces = listedTraces(server.dataDir);
+        assert.equal(traces.length, 2, `two traces stored, got:\n${traces.join('\n')}`);
+        for (const line of traces) assert.match(line, expectedError, `trace line: ${line}`);
+        assert.deepEqual(readdirSync(server.sandboxRoot), [], 'sandbox directories are removed');
+      } finally {
+        await server.close().catch(() => undefined);
+        await stalled.close();
+      }
+    });
+  }
 });
 
 describe('stdout carries only MCP messages', () => {
