@@ -260,6 +260,21 @@ describe('recording proxy', () => {
     assert.equal(proxy.stats.refused, attempts.length);
   });
 
+  it('bounds the bytes of requests held at once: past two at the limit, the next is told to retry (429)', async () => {
+    const limit = 64 * 1024;
+    const slow = { text: 'slow', delay_ms: 1500 };
+    const { llm, proxy } = await setup({ turns: [slow, slow, slow] }, { maxRequestBytes: limit });
+    const body = chatBody({ messages: [{ role: 'user', content: 'y'.repeat(limit - 2048) }] });
+    const first = [post(proxy, body), post(proxy, body)];
+    await waitFor(() => llm.requests.length === 2, 5000, 'two requests to reach the upstream');
+    const third = await post(proxy, body);
+    assert.equal(third.status, 429, 'a third large body while two are held');
+    for (const response of await Promise.all(first)) assert.equal(response.status, 200);
+    const later = await post(proxy, body);
+    assert.equal(later.status, 200, 'the budget is given back when requests end');
+    await later.text();
+  });
+
   it('refuses an oversized request with 413 before it reaches the upstream, and records the refusal', async () => {
     const { llm, proxy, turns } = await setup({ turns: [{ text: 'small is fine' }] }, { maxRequestBytes: 64 * 1024 });
     const big = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] });

@@ -86,23 +86,34 @@ function findRoute(method: string | undefined, url: string | undefined) {
 }
 
 class BodyTooLarge extends Error {
-  constructor(readonly limit: number) {
-    super(`body over ${limit} bytes`);
+  constructor(readonly why: 'limit' | 'budget') {
+    super(why === 'limit' ? 'body over the size limit' : 'too many large bodies at once');
   }
 }
 
-/** Reads a whole body, refusing (BodyTooLarge) once it passes `limit` bytes; the rest is discarded, not kept. */
-function readBody(stream: http.IncomingMessage, limit = Infinity): Promise<Buffer> {
+/** Bytes of request bodies held at once, across all of a proxy's connections: what bounds its memory. */
+interface BodyBudget {
+  used: number;
+  readonly limit: number;
+}
+
+/**
+ * Reads a whole body, refusing (BodyTooLarge) once it passes `limit` bytes or would take the shared `budget`
+ * past its limit; the rest is discarded, not kept. The caller gives the bytes back to the budget when done.
+ */
+function readBody(stream: http.IncomingMessage, limit = Infinity, budget?: BodyBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
+      if (budget) budget.used += chunk.length;
+      if (size > limit || (budget && budget.used > budget.limit)) {
         stream.off('data', onData);
+        if (budget) budget.used -= size;
         chunks.length = 0;
         stream.resume();
-        reject(new BodyTooLarge(limit));
+        reject(new BodyTooLarge(size > limit ? 'limit' : 'budget'));
         return;
       }
       chunks.push(chunk);
@@ -142,6 +153,8 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   let consecutiveFailures = 0;
   const stats = { requests: 0, successes: 0, failures: 0, refused: 0 };
   const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+  // Room for two requests at the limit (opencode sends a title request beside the agent's): more waits for none.
+  const bodyBudget: BodyBudget = { used: 0, limit: 2 * maxRequestBytes };
   let gaveUp: string | null = null;
   let turnCounter = 0;
   /** Injections the upstream rejected once; not tried again. */
@@ -328,7 +341,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         return answerUnreachable(res, message, original);
       }
       if (upstreamRes.statusCode === 400 && injected.length > 0) {
-        bufferedErrorBody = (await readBody(upstreamRes)).toString('utf8');
+        bufferedErrorBody = (await readBody(upstreamRes, maxRequestBytes)).toString('utf8');
         // Only a complaint about a field we added is a refusal; any other 400 is the agent's to see.
         const dropped = refusedInjection(bufferedErrorBody, injected);
         if (dropped) {
@@ -348,7 +361,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     const givingUp = bookUpstreamOutcome(status);
 
     if (status >= 400) {
-      const errorBody = bufferedErrorBody ?? (await readBody(upstreamRes)).toString('utf8');
+      const errorBody = bufferedErrorBody ?? (await readBody(upstreamRes, maxRequestBytes)).toString('utf8');
       turn.upstream_error = { type: 'http', status, message: `HTTP ${status}`, body: errorBody.slice(0, ERROR_BODY_LIMIT) };
       finishTurn();
       if (givingUp) return giveUpResponse(res, original);
@@ -480,11 +493,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       const isChat = route.upstreamPath === '/chat/completions';
       let raw: Buffer;
       try {
-        raw = await readBody(req, maxRequestBytes);
+        raw = await readBody(req, maxRequestBytes, bodyBudget);
       } catch (error) {
         if (!(error instanceof BodyTooLarge)) throw error;
+        if (error.why === 'budget') return refuse(req, res, 429, 'too many large requests at once; retry', isChat);
         return refuse(req, res, 413, `request body over the ${Math.round(maxRequestBytes / 1048576)} MiB limit`, isChat);
       }
+      const held = raw.length;
+      res.once('close', () => (bodyBudget.used -= held));
       if (gaveUp !== null) {
         const request = parseJsonObject(raw);
         note(`${req.method} ${req.url} (${request ? turnKind(request) : 'other'}) answered with a stop: the upstream was given up on`);
