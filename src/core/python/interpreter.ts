@@ -1,9 +1,21 @@
+import { z } from 'zod';
 import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { ProcessExit, Sandbox, SandboxProcess } from '../../sandbox/types.js';
 import { CappedOutput } from '../../util/capped-output.js';
+import { LineFrameReader } from './line-frames.js';
 
-/** What the driver (resources/python/driver.py) answers for one exec request. */
+/** One exec reply as the driver (resources/python/driver.py) sends it: output is base64, so its size is bounded. */
+const wireReplySchema = z.object({
+  id: z.number().int(),
+  stdout_b64: z.string(),
+  stderr_b64: z.string(),
+  exit_code: z.number().int(),
+  interrupted: z.boolean(),
+  dropped: z.object({ stdout: z.number(), stderr: z.number() }),
+});
+
+/** What the driver answers for one exec request, with its output decoded. */
 interface DriverReply {
   id: number;
   stdout: string;
@@ -32,20 +44,36 @@ export interface ExecuteOptions {
 const READY_TIMEOUT_MS = 30_000;
 /** How long interrupted code gets to unwind before the interpreter is killed. */
 const INTERRUPT_GRACE_MS = 2_000;
+/** Room for a frame's JSON envelope and truncation markers; also the limit outside a call (the ready message). */
+const FRAME_ENVELOPE_BYTES = 64 * 1024;
 
-interface Pending {
+/** The largest reply an honest driver sends: two streams of at most `maxOutputBytes` each, base64-encoded (4/3), and the envelope. */
+function replyFrameLimit(maxOutputBytes: number): number {
+  return Math.ceil((2 * 4 * maxOutputBytes) / 3) + FRAME_ENVELOPE_BYTES;
+}
+
+interface PendingCall {
+  id: number;
+  maxOutputBytes: number;
   resolve: (reply: DriverReply | null) => void;
 }
 
 /**
  * Host side of one long-lived Python process in a sandbox. Calls must not overlap (the episode
- * serialises them); a call whose code hangs is interrupted, then the process is killed.
+ * serialises them); a call whose code hangs is interrupted, then the process is killed. Every frame from
+ * the driver is bounded and must be the one expected next (the ready message, then the reply of the
+ * pending call); anything else breaks the protocol and kills the interpreter, and the call reports that
+ * the interpreter died.
  */
 export class PythonInterpreter {
   private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  private pending: PendingCall | null = null;
   private exitInfo: ProcessExit | null = null;
-  private lineBuffer = '';
+  private readonly frames = new LineFrameReader();
+  private ready = false;
+  /** Set once frames no longer matter: the protocol was broken, or the process is being killed. */
+  private ignoreFrames = false;
+  private protocolBroken = false;
   private readyResolve: ((ready: boolean) => void) | null = null;
 
   private constructor(
@@ -76,7 +104,7 @@ export class PythonInterpreter {
   }
 
   get alive(): boolean {
-    return this.exitInfo === null;
+    return this.exitInfo === null && !this.protocolBroken;
   }
 
   private async waitUntilReady(): Promise<void> {
@@ -101,45 +129,82 @@ export class PythonInterpreter {
   }
 
   private onStdout(chunk: Buffer): void {
-    this.lineBuffer += chunk.toString('utf8');
-    let newline: number;
-    while ((newline = this.lineBuffer.indexOf('\n')) >= 0) {
-      const line = this.lineBuffer.slice(0, newline);
-      this.lineBuffer = this.lineBuffer.slice(newline + 1);
-      this.onMessage(line);
+    if (this.ignoreFrames) return;
+    const limit = this.pending ? replyFrameLimit(this.pending.maxOutputBytes) : FRAME_ENVELOPE_BYTES;
+    const { frames, overflow } = this.frames.push(chunk, limit);
+    for (const frame of frames) {
+      this.onFrame(frame);
+      if (this.ignoreFrames) return;
     }
+    if (overflow) this.breakProtocol(`a frame longer than ${limit} bytes`);
   }
 
-  private onMessage(line: string): void {
-    let message: Partial<DriverReply> & { ready?: boolean };
+  private onFrame(frame: string): void {
+    let message: unknown;
     try {
-      message = JSON.parse(line);
+      message = JSON.parse(frame);
     } catch {
-      this.logger.warn({ line: line.slice(0, 200) }, 'unparseable message from python driver');
+      this.breakProtocol('a frame that is not JSON');
       return;
     }
-    if (message.ready) {
+    if (!this.ready) {
+      if ((message as { ready?: unknown } | null)?.ready !== true) {
+        this.breakProtocol('a frame before the ready message');
+        return;
+      }
+      this.ready = true;
       this.readyResolve?.(true);
       return;
     }
-    const pending = message.id !== undefined ? this.pending.get(message.id) : undefined;
-    if (!pending) return; // a late answer to a call we already gave up on
-    this.pending.delete(message.id!);
-    pending.resolve(message as DriverReply);
+    const parsed = wireReplySchema.safeParse(message);
+    if (!parsed.success) {
+      this.breakProtocol('a malformed reply');
+      return;
+    }
+    const reply = parsed.data;
+    const pending = this.pending;
+    if (!pending || reply.id !== pending.id) {
+      this.breakProtocol(`a reply for call ${reply.id} while ${pending ? `call ${pending.id}` : 'no call'} was pending`);
+      return;
+    }
+    this.pending = null;
+    pending.resolve({
+      id: reply.id,
+      stdout: Buffer.from(reply.stdout_b64, 'base64').toString('utf8'),
+      stderr: Buffer.from(reply.stderr_b64, 'base64').toString('utf8'),
+      exit_code: reply.exit_code,
+      interrupted: reply.interrupted,
+      dropped: reply.dropped,
+    });
+  }
+
+  /** The driver sent what it never should: kill it; the pending call (if any) reports that the interpreter died. */
+  private breakProtocol(what: string): void {
+    if (this.ignoreFrames) return;
+    this.ignoreFrames = true;
+    this.protocolBroken = true;
+    this.logger.warn({ what }, 'python driver broke the protocol; killing the interpreter');
+    this.driverLog.push(Buffer.from(`\nopencode-env: the interpreter broke its protocol with the server (${what}), so it was killed.\n`));
+    void this.process.kill();
   }
 
   private onExit(exit: ProcessExit): void {
     if (this.exitInfo) return;
     this.exitInfo = exit;
-    for (const pending of this.pending.values()) pending.resolve(null);
-    this.pending.clear();
+    const pending = this.pending;
+    this.pending = null;
+    pending?.resolve(null);
   }
 
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (!this.alive) throw new SandboxError('the Python interpreter is not running');
+    if (this.pending) throw new SandboxError('calls to the Python interpreter must not overlap');
     const id = this.nextId++;
-    const replyPromise = new Promise<DriverReply | null>((resolve) => this.pending.set(id, { resolve }));
-    await this.process.write(`${JSON.stringify({ op: 'exec', id, code, max_output_bytes: options.maxOutputBytes })}\n`);
+    const { maxOutputBytes } = options;
+    const replyPromise = new Promise<DriverReply | null>((resolve) => {
+      this.pending = { id, maxOutputBytes, resolve };
+    });
+    await this.process.write(`${JSON.stringify({ op: 'exec', id, code, max_output_bytes: maxOutputBytes })}\n`);
 
     let stopReason: 'timeout' | 'cancelled' | null = null;
     const stopRequested = new Promise<void>((resolve) => {
@@ -172,7 +237,8 @@ export class PythonInterpreter {
     if (afterInterrupt !== 'grace-over') return this.outcomeFor(afterInterrupt, stopReason);
 
     this.logger.info({ call: id }, 'python code ignored the interrupt; killing the interpreter');
-    this.pending.delete(id);
+    this.pending = null;
+    this.ignoreFrames = true;
     await this.process.kill();
     this.onExit(await this.process.exited);
     return { kind: 'killed', reason: stopReason! };
