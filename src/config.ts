@@ -16,13 +16,17 @@ const envSchema = z.object({
   OPENCODE_ENV_PYTHON: z.string().min(1).default('python3'),
   OPENCODE_ENV_LIMIT_FILE_MB: z.coerce.number().int().positive().default(1024),
   OPENCODE_ENV_LIMIT_CPU_S: z.coerce.number().int().positive().default(3600),
-  OPENCODE_ENV_LIMIT_PROCESSES: z.coerce.number().int().positive().default(4096),
+  OPENCODE_ENV_LIMIT_PROCESSES: z.coerce.number().int().positive().default(1024),
+  // opencode alone peaks around 750 MB; the rest is for what the agent builds and runs (4 sandboxes fit in 8 GB).
+  OPENCODE_ENV_LIMIT_MEMORY_MB: z.coerce.number().int().positive().default(2048),
+  OPENCODE_ENV_LIMIT_TMP_MB: z.coerce.number().int().positive().default(512),
   OPENCODE_ENV_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   OPENCODE_ENV_DATA_DIR: z.string().min(1).optional(),
   OPENCODE_ENV_OPENCODE_BIN: z.string().min(1).optional(),
   MAX_CONCURRENT_ENVS: z.coerce.number().int().positive().max(256).default(4),
   OPENCODE_ENV_UPSTREAM_MAX_FAILURES: z.coerce.number().int().positive().default(3),
   OPENCODE_ENV_MAX_REQUEST_MB: z.coerce.number().positive().max(1024).default(32),
+  OPENCODE_ENV_MAX_TRACE_MB: z.coerce.number().positive().max(1_048_576).default(256),
   OPENCODE_ENV_SHUTDOWN_GRACE_S: z.coerce.number().positive().max(600).default(10),
   XDG_DATA_HOME: z.string().optional(),
 });
@@ -66,6 +70,8 @@ export interface Config {
   };
   /** Where traces are stored. */
   dataDir: string;
+  /** OPENCODE_ENV_MAX_TRACE_MB: past this many bytes, a rollout's trace stores its turns without their bodies. */
+  maxTraceBytes: number;
   /** How long shutdown waits for in-flight work (cancelled rollouts storing their traces) before exiting anyway. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
@@ -110,6 +116,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           fileSizeBytes: e.OPENCODE_ENV_LIMIT_FILE_MB * 1024 * 1024,
           cpuSeconds: e.OPENCODE_ENV_LIMIT_CPU_S,
           processes: e.OPENCODE_ENV_LIMIT_PROCESSES,
+          memoryBytes: e.OPENCODE_ENV_LIMIT_MEMORY_MB * 1024 * 1024,
+          tmpBytes: e.OPENCODE_ENV_LIMIT_TMP_MB * 1024 * 1024,
         },
         pythonExecutable: e.OPENCODE_ENV_PYTHON,
       },
@@ -124,6 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(
       e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env'),
     ),
+    maxTraceBytes: Math.round(e.OPENCODE_ENV_MAX_TRACE_MB * 1024 * 1024),
     shutdownGraceMs: e.OPENCODE_ENV_SHUTDOWN_GRACE_S * 1000,
     logLevel: e.OPENCODE_ENV_LOG_LEVEL,
   };

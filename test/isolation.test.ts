@@ -106,6 +106,176 @@ describe('sandbox isolation under bubblewrap', { skip: skipWithoutBwrap }, () =>
     assert.match(result.stdout, /^refused/);
   });
 
+  it('runs under a seccomp filter that denies new namespaces, mounts, ptrace and the keyring with EPERM', async () => {
+    const code = [
+      'import ctypes, errno, json, os, platform, subprocess',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'L = ctypes.c_long',
+      "arm = platform.machine() == 'aarch64'",
+      'out = {}',
+      'def outcome(result):',
+      "    return 'OK' if result != -1 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))",
+      'def command(name, argv):',
+      '    p = subprocess.run(argv, capture_output=True, text=True)',
+      "    out[name] = 'EPERM' if p.returncode != 0 and 'Operation not permitted' in p.stderr else f'{p.returncode}: {p.stderr.strip()}'",
+      "command('unshare -U true', ['unshare', '-U', 'true'])",
+      "command('unshare -r true', ['unshare', '-r', 'true'])",
+      "os.makedirs('/tmp/x', exist_ok=True)",
+      "p = subprocess.run(['mount', '-t', 'tmpfs', 'x', '/tmp/x'], capture_output=True, text=True)",
+      "out['mount -t tmpfs x /tmp/x'] = 'failed' if p.returncode != 0 and not os.path.ismount('/tmp/x') else 'mounted'",
+      "out['mount(2)'] = outcome(libc.mount(b'x', b'/tmp/x', b'tmpfs', L(0), None))",
+      "if hasattr(os, 'unshare'):",
+      '    try:',
+      '        os.unshare(os.CLONE_NEWUSER)',
+      "        out['unshare(CLONE_NEWUSER)'] = 'OK'",
+      '    except OSError as e:',
+      "        out['unshare(CLONE_NEWUSER)'] = errno.errorcode[e.errno]",
+      'else:',
+      "    out['unshare(CLONE_NEWUSER)'] = outcome(libc.unshare(0x10000000))",
+      '# keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0): allowed to any process without the filter',
+      "out['keyctl'] = outcome(libc.syscall(L(219 if arm else 250), L(0), L(-3), L(0)))",
+      "child = subprocess.Popen(['sleep', '30'])",
+      'try:',
+      "    out['ptrace(PTRACE_ATTACH, own child)'] = outcome(libc.ptrace(L(16), L(child.pid), None, None))",
+      'finally:',
+      '    child.kill()',
+      '    child.wait()',
+      "out['clone3'] = outcome(libc.syscall(L(435), None, L(0)))",
+      "status = dict(line.split(':\\t', 1) for line in open('/proc/self/status').read().splitlines() if ':\\t' in line)",
+      "out['Seccomp'] = status.get('Seccomp', '').strip()",
+      'print(json.dumps(out))',
+    ].join('\n');
+    const result = await run(code);
+    assert.deepEqual(JSON.parse(result.stdout), {
+      'unshare -U true': 'EPERM',
+      'unshare -r true': 'EPERM',
+      'mount -t tmpfs x /tmp/x': 'failed',
+      'mount(2)': 'EPERM',
+      'unshare(CLONE_NEWUSER)': 'EPERM',
+      keyctl: 'EPERM',
+      'ptrace(PTRACE_ATTACH, own child)': 'EPERM',
+      clone3: 'ENOSYS',
+      Seccomp: '2',
+    });
+  });
+
+  it('still runs ordinary work under the filter: python, pip, git, bash pipelines, node, opencode, threads, subprocesses', async () => {
+    const code = [
+      'import json, subprocess, threading',
+      'checks = {',
+      "    'python -c': ['python3', '-c', 'print(6 * 7)'],",
+      "    'pip --version': ['python3', '-m', 'pip', '--version'],",
+      "    'git': ['bash', '-c', 'cd \"$(mktemp -d)\" && git init -q && git -c user.email=a@b.c -c user.name=a commit -q --allow-empty -m first && git log --format=%s'],",
+      "    'bash pipeline': ['bash', '-c', 'seq 1 10 | grep -v 5 | sort -rn | wc -l'],",
+      "    'coreutils': ['bash', '-c', 'echo hi > /tmp/c.txt && cp /tmp/c.txt /tmp/d.txt && mv /tmp/d.txt /tmp/e.txt && cat /tmp/e.txt'],",
+      "    'node -e': ['/run/opencode-env/bin/node', '-e', 'require(\"fs\").readFile(\"/etc/hostname\", () => console.log([1, 2, 3].map((x) => x * 2).join()))'],",
+      "    'opencode --version': ['/run/opencode-env/bin/opencode', '--version'],",
+      '}',
+      'out = {}',
+      'for name, argv in checks.items():',
+      '    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)',
+      '    lines = p.stdout.strip().splitlines()',
+      "    out[name] = lines[-1] if p.returncode == 0 and lines else f'exit {p.returncode}: {p.stderr.strip()[-500:]}'",
+      'squares = []',
+      'threads = [threading.Thread(target=lambda i=i: squares.append(i * i)) for i in range(8)]',
+      'for t in threads: t.start()',
+      'for t in threads: t.join()',
+      "out['threads'] = sorted(squares) == [i * i for i in range(8)]",
+      'print(json.dumps(out))',
+    ].join('\n');
+    const out = JSON.parse((await run(code)).stdout) as Record<string, string | boolean>;
+    assert.equal(out['python -c'], '42', JSON.stringify(out));
+    assert.match(String(out['pip --version']), /^pip \d/, JSON.stringify(out));
+    assert.equal(out.git, 'first', JSON.stringify(out));
+    assert.equal(out['bash pipeline'], '9', JSON.stringify(out));
+    assert.equal(out.coreutils, 'hi', JSON.stringify(out));
+    assert.equal(out['node -e'], '2,4,6', JSON.stringify(out));
+    assert.match(String(out['opencode --version']), /^\d+\.\d+\.\d+/, JSON.stringify(out));
+    assert.equal(out.threads, true, JSON.stringify(out));
+  });
+
+  it('leaves no descriptor of the seccomp filter open in any sandbox process', async () => {
+    const code = [
+      'import glob, os',
+      'leaks = []',
+      "for fd_dir in glob.glob('/proc/[0-9]*/fd'):",
+      '    try:',
+      '        fds = os.listdir(fd_dir)',
+      '    except OSError:',
+      '        continue',
+      '    for fd in fds:',
+      '        try:',
+      "            target = os.readlink(f'{fd_dir}/{fd}')",
+      '        except OSError:',
+      '            continue',
+      "        if 'seccomp' in target or target.endswith('.bpf'):",
+      "            leaks.append(f'{fd_dir}/{fd} -> {target}')",
+      'print(leaks)',
+    ].join('\n');
+    assert.equal((await run(code)).stdout, '[]\n');
+  });
+
+  it('sees only the allow-listed host directories, its own /etc/passwd and a size-capped /dev/shm', async () => {
+    const probeDir = makeTempDir('rootfs-probe');
+    writeFileSync(path.join(probeDir, 'visible.txt'), 'host file');
+    try {
+      const code = [
+        'import errno, json, os, pwd, sys',
+        'def shm_write():',
+        '    try:',
+        "        with open('/dev/shm/big', 'wb') as f:",
+        '            for _ in range(80):',
+        "                f.write(b'\\0' * (1 << 20))",
+        "        return 'fit'",
+        '    except OSError as e:',
+        '        return errno.errorcode[e.errno]',
+        '    finally:',
+        "        os.remove('/dev/shm/big')",
+        "shm = os.statvfs('/dev/shm')",
+        'print(json.dumps({',
+        "    'root': sorted(os.listdir('/')),",
+        "    'prefixes': sorted({sys.prefix, sys.base_prefix}),",
+        `    'hidden': [p for p in ${JSON.stringify([probeDir, path.join(probeDir, 'visible.txt'), repoRoot, server.dataDir, server.sandboxRoot])} if os.path.exists(p)],`,
+        "    'home': sorted(os.listdir('/home')),",
+        "    'user': pwd.getpwuid(os.getuid()).pw_name,",
+        "    'uid': os.getuid(),",
+        "    'passwd': open('/etc/passwd').read().splitlines(),",
+        "    'shm_bytes': shm.f_blocks * shm.f_frsize,",
+        "    'shm_write': shm_write(),",
+        '}))',
+      ].join('\n');
+      const out = JSON.parse((await run(code)).stdout) as {
+        root: string[];
+        prefixes: string[];
+        hidden: string[];
+        home: string[];
+        user: string;
+        uid: number;
+        passwd: string[];
+        shm_bytes: number;
+        shm_write: string;
+      };
+      // The system directories, the sandbox's own, and the top of the Python install's path (e.g. /root for pyenv).
+      const allowed = new Set(['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'usr', 'etc', 'dev', 'proc', 'run', 'tmp', 'var', 'home']);
+      for (const prefix of out.prefixes) allowed.add(prefix.split('/')[1]!);
+      assert.deepEqual(
+        out.root.filter((entry) => !allowed.has(entry)),
+        [],
+        `only allow-listed entries in / (${out.root.join(' ')})`,
+      );
+      for (const absent of ['work', 'srv', 'mnt', 'media', 'boot']) assert.ok(!out.root.includes(absent), `/${absent} is absent`);
+      assert.deepEqual(out.hidden, [], 'host paths outside the allow-list are invisible');
+      assert.deepEqual(out.home, ['user']);
+      assert.equal(out.user, 'user');
+      assert.ok(out.passwd.includes(`user:x:${out.uid}:${out.uid}:user:/home/user:/bin/bash`), out.passwd.join('\n'));
+      assert.ok(!out.passwd.some((line) => line.startsWith('daemon:')), `the host's accounts are not listed: ${out.passwd.join('\n')}`);
+      assert.ok(out.shm_bytes <= 64 * 1024 * 1024, `/dev/shm holds at most 64 MiB (${out.shm_bytes})`);
+      assert.equal(out.shm_write, 'ENOSPC');
+    } finally {
+      removeDir(probeDir);
+    }
+  });
+
   it(
     'runs as an unprivileged user when the server runs as root',
     { skip: process.getuid?.() !== 0 ? 'server is not root' : false },
@@ -113,7 +283,8 @@ describe('sandbox isolation under bubblewrap', { skip: skipWithoutBwrap }, () =>
       const result = await run(
         "import os\nprint(os.getuid())\ntry:\n    open('/etc/shadow').read()\n    print('shadow readable')\nexcept OSError as e:\n    print(e.strerror)",
       );
-      assert.equal(result.stdout, '65534\nPermission denied\n');
+      // A uid of the sandbox's own (uids.ts), or the shared 65534 where none can be leased.
+      assert.match(result.stdout, /^(65534|19\d{8})\nPermission denied\n$/);
     },
   );
 });
@@ -166,7 +337,7 @@ describe('plain-process sandbox as root with a system Python', () => {
     const result = await server.callOk('execute_python', {
       code: "import os\nprint(os.getuid())\ntry:\n    open('/etc/opencode-env-probe', 'w')\nexcept OSError as e:\n    print(e.strerror)",
     });
-    assert.equal(result.stdout, '65534\nPermission denied\n');
+    assert.match(result.stdout, /^(65534|19\d{8})\nPermission denied\n$/, 'a uid of its own (or the shared 65534)');
     assert.equal((await server.callOk('get_state')).isolation, 'none');
     assert.doesNotMatch(server.stderr(), /bubblewrap/, 'no warning when plain processes were asked for');
   });

@@ -134,6 +134,93 @@ export function sandboxContract(target: SandboxContractTarget): void {
       }
     });
 
+    it('runs verifier commands only after prepareVerifier, with nothing the agent planted', async () => {
+      const box = await provider.create({ label: 'verifier', env: { CONTRACT_VAR: 'from-create' } });
+      try {
+        await assert.rejects(box.run(['true'], { timeoutMs: 10_000, as: 'verifier' }), /prepareVerifier/);
+        const python = await box.pythonExecutable();
+        const reward = `${box.rewardDir}/reward.txt`;
+        // The reproduced attack: a usercustomize.py that forges the reward when the verifier's Python starts, a
+        // reward of the agent's own, and a file in the agent's /tmp.
+        const plant = await box.run(
+          bash(
+            `site=$("${python}" -m site --user-site) && mkdir -p "$site" && ` +
+              `echo 'open("${reward}", "w").write("1.0")' > "$site/usercustomize.py" && ` +
+              `mkdir -p "${box.rewardDir}" && echo 1.0 > "${reward}" && echo agent > "$TMPDIR/agent-file"`,
+          ),
+          { timeoutMs: 30_000 },
+        );
+        assert.equal(plant.exitCode, 0, plant.stderr);
+        await box.prepareVerifier();
+        await assert.rejects(box.readFile(reward), "the agent's own reward is gone");
+        const seen = await box.run(
+          bash(
+            `"${python}" -c 'import sys; print(sys.flags.no_user_site)'; test -e "${reward}" && echo forged; ` +
+              'test -e "$TMPDIR/agent-file" && echo sees-agent-tmp; echo "$USER $PYTHONNOUSERSITE $CONTRACT_VAR $GREETING"; ' +
+              `echo "$HOME" "$TMPDIR"; pwd; echo 0.25 > "${reward}"`,
+          ),
+          { env: { GREETING: 'hello' }, timeoutMs: 30_000, as: 'verifier' },
+        );
+        assert.equal(seen.exitCode, 0, seen.stderr);
+        const [noUserSite, who, dirs, cwd, ...rest] = seen.stdout.trim().split('\n');
+        assert.deepEqual(rest, [], 'the planted usercustomize did not run and the agent tmp is not visible');
+        assert.equal(noUserSite, '1', 'Python ignores user site-packages');
+        assert.equal(who, 'verifier 1 from-create hello', "the create options' and the command's env, and PYTHONNOUSERSITE");
+        const [home, tmp] = dirs!.split(' ');
+        assert.notEqual(home, box.homeDir, 'the verifier has a HOME of its own');
+        assert.ok(home && tmp && !home.startsWith(`${box.homeDir}/`), `the verifier's HOME (${home}) is not in the agent's`);
+        assert.equal(cwd, box.workdir, 'verifier commands run in the workdir');
+        assert.equal((await box.readFile(reward)).toString(), '0.25\n', 'the host reads what the verifier wrote');
+        await box.run(bash('echo 0.5 > "$HOME/logs/verifier/reward.txt"'), { timeoutMs: 10_000, as: 'verifier' });
+        assert.equal((await box.readFile(reward)).toString(), '0.5\n', '$HOME/logs/verifier is the reward dir for verifiers too');
+      } finally {
+        await box.kill();
+      }
+    });
+
+    // What an agent did to its home before the verifier ran (each reproduced a null reward once).
+    const attacks: Record<string, string> = {
+      'chmod 555 ~/logs/verifier': 'mkdir -p ~/logs/verifier && chmod 555 ~/logs/verifier',
+      '~/logs a symlink': 'mkdir -p "$TMPDIR/fake/verifier" && ln -s "$TMPDIR/fake" ~/logs',
+      '~/logs a file': 'echo x > ~/logs',
+      '~/logs unwritable':
+        'mkdir -p ~/logs/verifier/sub && touch ~/logs/verifier/sub/f && chmod 000 ~/logs/verifier/sub ~/logs/verifier && chmod 500 ~/logs',
+      'chmod 000 ~': 'chmod 000 ~',
+      'the workdir a symlink': 'mv ~/workdir ~/moved && ln -s /etc ~/workdir',
+    };
+    for (const [attack, commandLine] of Object.entries(attacks)) {
+      it(`prepareVerifier gives the verifier a working reward directory after: ${attack}`, async () => {
+        const box = await provider.create({ label: 'attack' });
+        try {
+          const done = await box.run(bash(commandLine), { timeoutMs: 10_000 });
+          assert.equal(done.exitCode, 0, done.stderr);
+          await box.prepareVerifier();
+          const verify = await box.run(bash(`pwd && echo 0 > "${box.rewardDir}/reward.txt"`), { timeoutMs: 10_000, as: 'verifier' });
+          assert.equal(verify.exitCode, 0, verify.stderr);
+          assert.equal(verify.stdout, `${box.workdir}\n`);
+          assert.equal((await box.readFile(`${box.rewardDir}/reward.txt`)).toString(), '0\n');
+          const script = `${box.rewardDir}/test.sh`;
+          await box.writeFile(script, 'echo from-test-script');
+          assert.equal((await box.run(['bash', script], { timeoutMs: 10_000, as: 'verifier' })).stdout, 'from-test-script\n');
+        } finally {
+          await box.kill();
+        }
+      });
+    }
+
+    it('prepareVerifier ends every process the agent left running', async () => {
+      const box = await provider.create({ label: 'stragglers' });
+      try {
+        const proc = await box.start(bash('setsid sleep 300 & sleep 300'));
+        await box.prepareVerifier();
+        await proc.exited;
+        const ok = await box.run(['true'], { timeoutMs: 10_000, as: 'verifier' });
+        assert.equal(ok.exitCode, 0);
+      } finally {
+        await box.kill();
+      }
+    });
+
     it('kills a sandbox when its lifetime ends', async () => {
       const shortLived = await provider.create({ label: 'lifetime', lifetimeMs: 1000 });
       const sleeper = await shortLived.start(['sleep', '300']);

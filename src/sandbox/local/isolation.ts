@@ -3,9 +3,26 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SandboxBinary } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
+import {
+  accountFileArgs,
+  mountPointParentArgs,
+  readOnlyAfterMountArgs,
+  readOnlyRootArgs,
+  scratchMountArgs,
+  type SandboxAccount,
+} from './rootfs.js';
+import { writeSeccompFilter } from './seccomp.js';
 import type { ResourceLimits, SandboxNetwork } from './settings.js';
 
-/** The unprivileged account sandbox processes run as when the server itself runs as root. */
+/** The fd bubblewrap reads the seccomp filter from: the first of `inheritedFiles()`. */
+const SECCOMP_FD = 3;
+/** Each sandbox's copy of the filter, in its host directory (gone with the sandbox, out of every sandbox's sight). */
+const SECCOMP_FILE = 'seccomp.bpf';
+
+/**
+ * The shared unprivileged account sandbox processes run as when the server is root but no uids of their own could be
+ * allocated (see uids.ts); normally each sandbox gets a pair of uids of its own.
+ */
 export const SANDBOX_UID = 65534;
 
 /** Host directories that make up one local sandbox. */
@@ -15,6 +32,28 @@ export interface SandboxDirs {
   tmp: string;
   /** Where the host serves unix sockets into the sandbox (read-only inside). */
   channel: string;
+  /** The verifier's own HOME and /tmp, made by `prepareVerifier()`; never visible to the agent. */
+  verifierHome: string;
+  verifierTmp: string;
+  /** Where verifier commands write their reward (under `home`, made from the host side by `prepareVerifier()`). */
+  reward: string;
+}
+
+/** A sandbox's own pair of uids (gid = uid), unique on this host while the sandbox lives. */
+export interface SandboxUids {
+  agent: number;
+  verifier: number;
+}
+
+/** Who runs one command, and what its first process joins before anything else runs; built by the sandbox per command. */
+export interface LaunchIdentity {
+  role: 'agent' | 'verifier';
+  /** The uid (= gid) the command runs as; null when it keeps the server's (no privilege drop). */
+  uid: number | null;
+  /** The sandbox's uids, e.g. for /etc/passwd (`user` = agent, `verifier` = verifier); null without a privilege drop. */
+  uids: SandboxUids | null;
+  /** cgroup.procs files (one per cgroup v1 hierarchy, or the v2 one) the command joins; empty without cgroups. */
+  cgroupProcs: string[];
 }
 
 export interface IsolationPolicy {
@@ -28,6 +67,8 @@ export interface IsolationPolicy {
   hiddenPaths: string[];
   /** Host binaries made available inside sandboxes. */
   binaries: Partial<Record<SandboxBinary, string>>;
+  /** Whether bubblewrap loads the seccomp filter (seccomp.ts) into every sandbox process. */
+  seccomp: boolean;
 }
 
 /** How processes of a local sandbox are isolated from the host, and where its paths live on the host. */
@@ -37,12 +78,17 @@ export interface Isolation {
   readonly dropsPrivileges: boolean;
   homeDir(dirs: SandboxDirs): string;
   tmpDir(dirs: SandboxDirs): string;
+  /** HOME and TMPDIR of verifier commands. */
+  verifierHomeDir(dirs: SandboxDirs): string;
+  verifierTmpDir(dirs: SandboxDirs): string;
   resourcesDir(): string;
   channelDir(dirs: SandboxDirs): string;
   /** Path inside the sandbox of a host binary, or null when none was configured. */
   binaryPath(binary: SandboxBinary): string | null;
-  /** Full host argv that runs `argv` inside the sandbox. */
-  wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[];
+  /** Host files the launched wrapper reads as fds 3, 4, … (bubblewrap's seccomp filter); opened afresh per launch. */
+  inheritedFiles(dirs: SandboxDirs): string[];
+  /** Full host argv that runs `argv` inside the sandbox as `identity`. */
+  wrap(argv: string[], dirs: SandboxDirs, cwd: string, identity: LaunchIdentity): string[];
   /** Host path for an absolute sandbox path in the sandbox's writable area, or null when it is outside. */
   toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null;
 }
@@ -68,25 +114,57 @@ function limitArgs(host: HostCapabilities, limits: ResourceLimits, dedicatedUid:
   return [...args, '--'];
 }
 
+function bindsHostRoot(args: string[]): boolean {
+  return args.some((arg, i) => arg === '--ro-bind' && args[i + 1] === '/' && args[i + 2] === '/');
+}
+
 /** Whether sandbox processes can be moved to an unprivileged uid at all: only a root server can, with setpriv. */
 export function canDropPrivileges(host: HostCapabilities): boolean {
   return host.setpriv !== null && process.getuid?.() === 0;
 }
 
-function privilegeDropArgs(host: HostCapabilities, extra: string[] = []): string[] {
-  return [host.setpriv!, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--no-new-privs', ...extra, '--'];
+function privilegeDropArgs(host: HostCapabilities, uid: number, extra: string[] = []): string[] {
+  return [host.setpriv!, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', ...extra, '--'];
+}
+
+/**
+ * Runs first, as the server's user, before bwrap or setpriv: makes the kernel's OOM killer pick sandbox processes
+ * before anything else (a root server's write also sets the floor the sandbox cannot lower), and joins the
+ * sandbox's cgroups, so that everything the command starts is counted against the sandbox's memory and pids limits.
+ */
+const LAUNCHER_SCRIPT =
+  'echo 1000 > /proc/self/oom_score_adj || exit 125; ' +
+  'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+
+function launcherArgs(identity: LaunchIdentity): string[] {
+  return ['/bin/sh', '-c', LAUNCHER_SCRIPT, 'sh', ...identity.cgroupProcs, '--'];
+}
+
+/** The tail every isolation ends with: the uid drop (with `extra` setpriv options) and the resource limits. */
+function dropAndLimitArgs(host: HostCapabilities, policy: IsolationPolicy, identity: LaunchIdentity, extra: string[] = []): string[] {
+  const drop =
+    identity.uid !== null ? privilegeDropArgs(host, identity.uid, extra) : extra.length > 0 ? [host.setpriv!, ...extra, '--'] : [];
+  return [...drop, ...limitArgs(host, policy.limits, identity.uid !== null)];
 }
 
 const SANDBOX_HOME = '/home/user';
+/** Verifier commands only: their own HOME, and the reward directory at Harbor's path too. */
+const VERIFIER_HOME = '/home/verifier';
+const VERIFIER_REWARD = '/logs/verifier';
 const SANDBOX_RUN = '/run/opencode-env';
 const SANDBOX_RESOURCES = `${SANDBOX_RUN}/resources`;
 const SANDBOX_CHANNEL = `${SANDBOX_RUN}/channel`;
 const SANDBOX_BIN = `${SANDBOX_RUN}/bin`;
 
-/** bubblewrap: read-only host, private writable home and /tmp, own pid/ipc/uts (and by default net) namespaces. */
+/**
+ * bubblewrap: an allow-list of read-only host directories (rootfs.ts), private writable home and /tmp, own pid/ipc/uts
+ * (and by default net) namespaces, and a seccomp filter (seccomp.ts).
+ */
 export class BubblewrapIsolation implements Isolation {
   readonly name = 'bubblewrap';
   readonly dropsPrivileges: boolean;
+  /** The allow-listed host directories, bound read-only: the same for every command. */
+  private readonly readOnlyRoot: string[];
 
   constructor(
     private readonly bwrap: string,
@@ -95,6 +173,26 @@ export class BubblewrapIsolation implements Isolation {
     dropPrivileges: boolean,
   ) {
     this.dropsPrivileges = dropPrivileges && canDropPrivileges(host);
+    this.readOnlyRoot = readOnlyRootArgs({
+      runtimePaths: policy.runtimePaths,
+      hiddenPaths: [os.homedir(), ...policy.hiddenPaths],
+    });
+  }
+
+  inheritedFiles(dirs: SandboxDirs): string[] {
+    if (!this.policy.seccomp) return [];
+    const filter = path.join(dirs.root, SECCOMP_FILE);
+    writeSeccompFilter(filter);
+    return [filter];
+  }
+
+  /** The users of the sandbox's /etc/passwd: its agent and verifier uids, or the server's own uid when it keeps it. */
+  private accounts(identity: LaunchIdentity): SandboxAccount[] {
+    if (!identity.uids) return [{ name: 'user', uid: identity.uid ?? process.getuid?.() ?? SANDBOX_UID, home: SANDBOX_HOME }];
+    return [
+      { name: 'user', uid: identity.uids.agent, home: SANDBOX_HOME },
+      { name: 'verifier', uid: identity.uids.verifier, home: VERIFIER_HOME },
+    ];
   }
 
   homeDir(): string {
@@ -102,6 +200,14 @@ export class BubblewrapIsolation implements Isolation {
   }
 
   tmpDir(): string {
+    return '/tmp';
+  }
+
+  verifierHomeDir(): string {
+    return VERIFIER_HOME;
+  }
+
+  verifierTmpDir(): string {
     return '/tmp';
   }
 
@@ -117,9 +223,11 @@ export class BubblewrapIsolation implements Isolation {
     return this.policy.binaries[binary] ? `${SANDBOX_BIN}/${binary}` : null;
   }
 
-  wrap(argv: string[], dirs: SandboxDirs, cwd: string): string[] {
+  wrap(argv: string[], dirs: SandboxDirs, cwd: string, identity: LaunchIdentity): string[] {
+    const verifier = identity.role === 'verifier';
     // prettier-ignore
     const args = [
+      ...launcherArgs(identity),
       this.bwrap,
       '--die-with-parent',
       '--new-session',
@@ -129,29 +237,24 @@ export class BubblewrapIsolation implements Isolation {
       '--unshare-cgroup-try',
       ...(this.policy.network === 'isolated' ? ['--unshare-net'] : []),
       '--hostname', 'sandbox',
-      '--ro-bind', '/', '/',
+      ...(this.policy.seccomp ? ['--seccomp', String(SECCOMP_FD)] : []),
+      ...this.readOnlyRoot,
+      ...accountFileArgs(path.join(dirs.root, 'etc'), this.accounts(identity)),
       '--dev', '/dev',
       '--proc', '/proc',
-      '--perms', '01777', '--tmpfs', '/dev/shm',
-      '--tmpfs', '/run',
+      ...scratchMountArgs(),
     ];
     if (this.policy.network === 'host' && isDirectory('/run/systemd/resolve')) {
       // /etc/resolv.conf often points here; keep name resolution working when the network is shared.
-      args.push('--ro-bind', '/run/systemd/resolve', '/run/systemd/resolve');
+      const run = [{ path: '/run', showsHost: false }];
+      args.push(...mountPointParentArgs('/run/systemd/resolve', run), '--ro-bind', '/run/systemd/resolve', '/run/systemd/resolve');
     }
-    const hidden = new Set(['/home', '/root', '/var/tmp', os.homedir(), ...this.policy.hiddenPaths].map((p) => path.resolve(p)));
-    for (const dir of [...hidden].sort()) {
-      if (dir !== '/' && isDirectory(dir)) args.push('--tmpfs', dir);
-    }
-    for (const runtime of this.policy.runtimePaths) {
-      if ([...hidden].some((h) => isUnder(runtime, h)) && isDirectory(runtime)) {
-        args.push('--perms', '0755', '--dir', path.dirname(runtime), '--ro-bind', runtime, runtime);
-      }
-    }
+    // The parents bubblewrap would make untraversable (0700): /home, and /logs for the verifier's reward directory.
+    args.push(...mountPointParentArgs(SANDBOX_HOME), ...(verifier ? mountPointParentArgs(VERIFIER_REWARD) : []));
     // prettier-ignore
     args.push(
       '--bind', dirs.home, SANDBOX_HOME,
-      '--bind', dirs.tmp, '/tmp',
+      '--bind', verifier ? dirs.verifierTmp : dirs.tmp, '/tmp',
       '--perms', '0755', '--dir', SANDBOX_RUN,
       '--ro-bind', this.policy.resourcesDir, SANDBOX_RESOURCES,
       '--ro-bind', dirs.channel, SANDBOX_CHANNEL,
@@ -160,14 +263,14 @@ export class BubblewrapIsolation implements Isolation {
     for (const [binary, hostBinary] of Object.entries(this.policy.binaries)) {
       args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${binary}`);
     }
-    args.push(
-      '--chdir',
-      cwd,
-      '--',
-      ...(this.dropsPrivileges ? privilegeDropArgs(this.host) : []),
-      ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges),
-      ...argv,
-    );
+    if (verifier) {
+      args.push('--bind', dirs.verifierHome, VERIFIER_HOME);
+      // Harbor's path too; /logs can only be made on a root bwrap builds (not on the host's, bound read-only).
+      if (!bindsHostRoot(args) || isDirectory(path.dirname(VERIFIER_REWARD))) args.push('--bind', dirs.reward, VERIFIER_REWARD);
+    }
+    // After every mount point bwrap had to make: then the root it built and /run become read-only.
+    args.push(...readOnlyAfterMountArgs());
+    args.push('--chdir', cwd, '--', ...dropAndLimitArgs(this.host, this.policy, identity), ...argv);
     return args;
   }
 
@@ -200,6 +303,14 @@ export class PlainProcessIsolation implements Isolation {
     return dirs.tmp;
   }
 
+  verifierHomeDir(dirs: SandboxDirs): string {
+    return dirs.verifierHome;
+  }
+
+  verifierTmpDir(dirs: SandboxDirs): string {
+    return dirs.verifierTmp;
+  }
+
   resourcesDir(): string {
     return this.policy.resourcesDir;
   }
@@ -212,13 +323,14 @@ export class PlainProcessIsolation implements Isolation {
     return this.policy.binaries[binary] ?? null;
   }
 
-  wrap(argv: string[]): string[] {
+  inheritedFiles(): string[] {
+    return [];
+  }
+
+  wrap(argv: string[], _dirs: SandboxDirs, _cwd: string, identity: LaunchIdentity): string[] {
     // Without a pid namespace nothing reaps the tree when we die; the parent-death signal is the next best thing.
     const pdeathsig = this.host.setprivHasPdeathsig ? ['--pdeathsig', 'KILL'] : [];
-    let wrapper: string[] = [];
-    if (this.dropsPrivileges) wrapper = privilegeDropArgs(this.host, pdeathsig);
-    else if (pdeathsig.length > 0) wrapper = [this.host.setpriv!, ...pdeathsig, '--'];
-    return [...wrapper, ...limitArgs(this.host, this.policy.limits, this.dropsPrivileges), ...argv];
+    return [...launcherArgs(identity), ...dropAndLimitArgs(this.host, this.policy, identity, pdeathsig), ...argv];
   }
 
   toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import os from 'node:os';
 import { findProcessesByEnvMarker, killAndWait, signalProcessGroup } from '../../util/process-tree.js';
 import type { ProcessExit, SandboxProcess } from '../types.js';
@@ -13,9 +14,14 @@ export interface LaunchSpec {
   processId: string;
   /** Scan /proc for the marker when killing: needed when no pid namespace holds the tree together. */
   scanForStragglers: boolean;
+  /** Host files opened read-only and handed to the process as fds 3, 4, … (bubblewrap reads its seccomp filter from one). */
+  inheritFiles?: string[];
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
 }
+
+/** How long kill() keeps scanning for processes that left the process group. */
+const STRAGGLER_SCAN_MS = 5000;
 
 /** How long to wait for output pipes to drain after the process itself has exited. */
 const PIPE_DRAIN_GRACE_MS = 2000;
@@ -36,12 +42,18 @@ export class LocalProcess implements SandboxProcess {
 
   constructor(private readonly spec: LaunchSpec) {
     const [command, ...args] = spec.hostArgv;
-    this.child = spawn(command!, args, {
-      cwd: spec.hostCwd,
-      env: { ...spec.env, [PROCESS_MARKER]: spec.processId },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
+    // Opened per launch: each reader consumes its own file offset. Our copies are closed once the child has its own.
+    const inherited = (spec.inheritFiles ?? []).map((file) => openSync(file, 'r'));
+    try {
+      this.child = spawn(command!, args, {
+        cwd: spec.hostCwd,
+        env: { ...spec.env, [PROCESS_MARKER]: spec.processId },
+        stdio: ['pipe', 'pipe', 'pipe', ...inherited],
+        detached: true,
+      });
+    } finally {
+      for (const fd of inherited) closeSync(fd);
+    }
     this.child.stdin!.on('error', () => {
       // The process may exit before reading its input; that is reported through `exited`.
     });
@@ -109,7 +121,15 @@ export class LocalProcess implements SandboxProcess {
   kill(): Promise<void> {
     this.killing ??= (async () => {
       if (this.child.pid !== undefined) signalProcessGroup(this.child.pid, 'SIGKILL');
-      if (this.spec.scanForStragglers) await killAndWait(await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId));
+      if (this.spec.scanForStragglers) {
+        // Until a scan finds nothing: what a fork bomb forked between one scan and its kill turns up in the next.
+        const deadline = Date.now() + STRAGGLER_SCAN_MS;
+        for (;;) {
+          const found = await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId);
+          if (found.length === 0 || Date.now() > deadline) break;
+          await killAndWait(found);
+        }
+      }
       await this.exited;
     })();
     return this.killing;

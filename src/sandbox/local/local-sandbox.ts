@@ -1,15 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, rm } from 'node:fs/promises';
+import { chmod, lstat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { SandboxError } from '../../errors.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import { findProcessesByEnvMarker, killAndWait } from '../../util/process-tree.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
-import { SANDBOX_UID, type Isolation, type SandboxDirs } from './isolation.js';
+import type { SandboxCgroup } from './cgroups.js';
+import type { Isolation, LaunchIdentity, SandboxDirs, SandboxUids } from './isolation.js';
 import { openLocalLlmChannel } from './llm-channel.js';
 import { LocalProcess } from './local-process.js';
-import { listTreeNoFollow, readFileNoFollow, writeFileNoFollow } from './safe-fs.js';
+import { handOverTree, listTreeNoFollow, makeDir, readFileNoFollow, removeNoFollow, writeFileNoFollow } from './safe-fs.js';
+import { unmount } from './tmpfs.js';
+import { killProcessesOf, type UidLease } from './uids.js';
 
 /** Environment variable naming the sandbox, carried by all of its processes. */
 const SANDBOX_MARKER = 'OPENCODE_ENV_SANDBOX_ID';
@@ -29,6 +32,17 @@ export interface LocalSandboxDeps {
   lifetimeMs: number | null;
   /** Called once the sandbox is gone, so its provider can forget it. */
   onKilled: (sandbox: LocalSandbox) => void;
+  /**
+   * The uids its processes run as: a leased pair of its own, or (root without a lease) the shared SANDBOX_UID for
+   * both; null when they keep the server's uid. Without a pair of its own, the verifier is set apart from the agent
+   * only by its HOME, /tmp and environment, and by the agent's processes being killed first.
+   */
+  uids: SandboxUids | null;
+  /** Set when `uids` are this sandbox's alone (so every process of theirs is this sandbox's). */
+  uidLease: UidLease | null;
+  cgroup: SandboxCgroup | null;
+  /** The size-capped tmpfs holding its /tmp (and the verifier's), when one was mounted. */
+  tmpfsMountPoint: string | null;
 }
 
 export class LocalSandbox implements Sandbox {
@@ -43,6 +57,8 @@ export class LocalSandbox implements Sandbox {
   private killPromise: Promise<void> | null = null;
   private processCounter = 0;
   private readonly lifetimeTimer: NodeJS.Timeout | null;
+  /** Set by `prepareVerifier()`: from then on verifier commands may run, and files the host writes are the verifier's. */
+  private verifierReady = false;
 
   constructor(private readonly deps: LocalSandboxDeps) {
     this.id = deps.id;
@@ -58,14 +74,18 @@ export class LocalSandbox implements Sandbox {
     return this.killPromise !== null;
   }
 
-  private defaultEnv(): Record<string, string> {
+  private searchPath(): string {
     const pathDirs = [...SYSTEM_PATH];
     if (this.deps.pythonExecutable) {
       const pythonBin = path.dirname(this.deps.pythonExecutable);
       if (!pathDirs.includes(pythonBin)) pathDirs.unshift(pythonBin);
     }
+    return pathDirs.join(':');
+  }
+
+  private defaultEnv(): Record<string, string> {
     return {
-      PATH: pathDirs.join(':'),
+      PATH: this.searchPath(),
       HOME: this.homeDir,
       USER: 'user',
       LOGNAME: 'user',
@@ -77,18 +97,44 @@ export class LocalSandbox implements Sandbox {
     };
   }
 
-  private launch(argv: string[], options: StartOptions): LocalProcess {
+  /** Nothing of the agent's: not its variables, HOME, /tmp or user site-packages (PYTHONNOUSERSITE). */
+  private verifierEnv(): Record<string, string> {
+    return {
+      PATH: this.searchPath(),
+      HOME: this.deps.isolation.verifierHomeDir(this.deps.dirs),
+      USER: 'verifier',
+      LOGNAME: 'verifier',
+      LANG: 'C.UTF-8',
+      TERM: 'dumb',
+      TMPDIR: this.deps.isolation.verifierTmpDir(this.deps.dirs),
+      PYTHONNOUSERSITE: '1',
+      ...this.deps.env,
+    };
+  }
+
+  private identity(role: 'agent' | 'verifier'): LaunchIdentity {
+    return {
+      role,
+      uid: this.deps.uids ? this.deps.uids[role] : null,
+      uids: this.deps.uids,
+      cgroupProcs: this.deps.cgroup?.procsFiles ?? [],
+    };
+  }
+
+  private launch(argv: string[], options: StartOptions, role: 'agent' | 'verifier' = 'agent'): LocalProcess {
     if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
     if (argv.length === 0) throw new SandboxError('empty command');
+    if (role === 'verifier' && !this.verifierReady) throw new SandboxError('verifier commands run only after prepareVerifier()');
     const cwd = options.cwd ?? this.workdir;
     const isolation = this.deps.isolation;
     const child = new LocalProcess({
-      hostArgv: isolation.wrap(argv, this.deps.dirs, cwd),
+      hostArgv: isolation.wrap(argv, this.deps.dirs, cwd, this.identity(role)),
       hostCwd: isolation.name === 'none' ? (isolation.toHostPath(cwd, this.deps.dirs) ?? cwd) : this.deps.dirs.home,
       // The marker comes last: no env of the caller's may hide a process from the straggler scan.
-      env: { ...this.defaultEnv(), ...options.env, [SANDBOX_MARKER]: this.id },
+      env: { ...(role === 'verifier' ? this.verifierEnv() : this.defaultEnv()), ...options.env, [SANDBOX_MARKER]: this.id },
       processId: `${this.id}-${++this.processCounter}`,
       scanForStragglers: isolation.name === 'none',
+      inheritFiles: isolation.inheritedFiles(this.deps.dirs),
       ...(options.onStdout ? { onStdout: options.onStdout } : {}),
       ...(options.onStderr ? { onStderr: options.onStderr } : {}),
     });
@@ -109,18 +155,22 @@ export class LocalSandbox implements Sandbox {
     if (options.signal?.aborted) {
       return { exitCode: 130, signal: null, stdout: '', stderr: 'aborted before start', durationMs: 0, timedOut: false, aborted: true };
     }
-    const child = this.launch(argv, {
-      ...(options.cwd ? { cwd: options.cwd } : {}),
-      ...(options.env ? { env: options.env } : {}),
-      onStdout: (chunk) => {
-        stdout.push(chunk);
-        options.onStdout?.(chunk);
+    const child = this.launch(
+      argv,
+      {
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+        ...(options.env ? { env: options.env } : {}),
+        onStdout: (chunk) => {
+          stdout.push(chunk);
+          options.onStdout?.(chunk);
+        },
+        onStderr: (chunk) => {
+          stderr.push(chunk);
+          options.onStderr?.(chunk);
+        },
       },
-      onStderr: (chunk) => {
-        stderr.push(chunk);
-        options.onStderr?.(chunk);
-      },
-    });
+      options.as ?? 'agent',
+    );
     if (options.stdin !== undefined) void child.write(options.stdin);
     void child.endInput();
 
@@ -168,7 +218,8 @@ export class LocalSandbox implements Sandbox {
 
   async writeFile(sandboxPath: string, content: string | Uint8Array): Promise<void> {
     const target = this.hostPath(sandboxPath);
-    const owner = this.deps.isolation.dropsPrivileges ? SANDBOX_UID : null;
+    // Once the verifier has the workdir, what the host adds (the test script) is the verifier's too.
+    const owner = this.deps.uids ? this.deps.uids[this.verifierReady ? 'verifier' : 'agent'] : null;
     await writeFileNoFollow(this.hostBase(target), target, content, owner);
   }
 
@@ -215,25 +266,78 @@ export class LocalSandbox implements Sandbox {
 
   async prepareVerifier(): Promise<void> {
     if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
+    this.verifierReady = false;
+    await this.killProcesses();
+    // From here on nothing of the agent's runs, so nothing changes under these host-side, no-follow steps.
+    try {
+      await this.makeVerifierPlace();
+    } catch (error) {
+      throw new SandboxError(`could not prepare the verifier of sandbox ${this.id}: ${(error as Error).message}`);
+    }
+    this.verifierReady = true;
+  }
+
+  private async makeVerifierPlace(): Promise<void> {
+    const { dirs } = this.deps;
+    const uids = this.deps.uids;
+    const agent = uids?.agent ?? null;
+    const verifier = uids?.verifier ?? null;
+    // The agent may have made its home unreadable (chmod 000 ~) or, sharing the server's uid, replaced it.
+    await ensureDirectory(dirs.home, 0o755, agent);
+    // Whatever the agent left at ~/logs (a link, a file, a tree with odd modes) goes; the host makes it anew.
+    const logs = path.dirname(dirs.reward);
+    await removeNoFollow(logs);
+    await makeDir(logs, 0o755, null);
+    await makeDir(dirs.reward, 0o755, verifier);
+    const workdir = path.join(dirs.home, 'workdir');
+    await ensureDirectory(workdir, 0o755, agent);
+    // Tests build and write in the workdir: it becomes the verifier's (a link is re-owned, never followed).
+    if (agent !== null && verifier !== null && agent !== verifier) await handOverTree(workdir, agent, verifier);
+    for (const dir of [dirs.verifierHome, dirs.verifierTmp]) {
+      await removeNoFollow(dir);
+      await makeDir(dir, 0o700, verifier);
+    }
+    // Test scripts written for one shared HOME write `$HOME/logs/verifier/reward.txt`: that still reaches the reward dir.
+    await symlink(path.posix.join(this.homeDir, 'logs'), path.join(dirs.verifierHome, 'logs'));
+  }
+
+  /** Every process of the sandbox: the ones it started, its cgroup's, its uids' and (plain processes) its marker's. */
+  private async killProcesses(): Promise<void> {
+    await this.deps.cgroup?.kill();
+    const lease = this.deps.uidLease;
+    if (lease) await killProcessesOf([lease.uids.agent, lease.uids.verifier]);
     await Promise.all([...this.processes].map((p) => p.kill()));
-    // Host side, after the agent's processes are gone: whatever the agent left at ~/logs (a link, a file, odd modes) goes.
-    const logs = path.join(this.deps.dirs.home, 'logs');
-    await rm(logs, { recursive: true, force: true });
-    await mkdir(path.join(logs, 'verifier'), { recursive: true, mode: 0o755 });
-    if (this.deps.isolation.dropsPrivileges) await chown(path.join(logs, 'verifier'), SANDBOX_UID, SANDBOX_UID);
+    if (this.deps.isolation.name === 'none') await killAndWait(await findProcessesByEnvMarker(SANDBOX_MARKER, this.id));
   }
 
   kill(): Promise<void> {
     this.killPromise ??= (async () => {
       if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
       await Promise.all([...this.channels].map((c) => c.close()));
-      await Promise.all([...this.processes].map((p) => p.kill()));
-      if (this.deps.isolation.name === 'none') await killAndWait(await findProcessesByEnvMarker(SANDBOX_MARKER, this.id));
-      await rm(this.deps.dirs.root, { recursive: true, force: true, maxRetries: 3 });
+      await this.killProcesses();
+      const problems: unknown[] = [];
+      const step = (work: () => Promise<void>) => work().catch((error: unknown) => void problems.push(error));
+      // The tmpfs first (a mount point cannot be removed), the files, then the cgroup and the uids for the next sandbox.
+      if (this.deps.tmpfsMountPoint) await step(() => unmount(this.deps.tmpfsMountPoint!));
+      await step(() => removeNoFollow(this.deps.dirs.root));
+      if (this.deps.cgroup) await step(() => this.deps.cgroup!.remove());
+      if (this.deps.uidLease) await step(() => this.deps.uidLease!.release());
       this.deps.onKilled(this);
+      if (problems.length > 0) throw new SandboxError(`sandbox ${this.id} was not fully cleaned up: ${problems.map(String).join('; ')}`);
     })();
     return this.killPromise;
   }
+}
+
+/** `dir` as a real directory with `mode` (re-made empty when something else is there), owned by `owner` when given. */
+async function ensureDirectory(dir: string, mode: number, owner: number | null): Promise<void> {
+  const info = await lstat(dir).catch(() => null);
+  if (info?.isDirectory()) {
+    await chmod(dir, mode);
+    return;
+  }
+  await removeNoFollow(dir);
+  await makeDir(dir, mode, owner);
 }
 
 export function newSandboxId(label?: string): string {

@@ -1,17 +1,42 @@
-import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { isAlive } from '../../util/process-tree.js';
 import type { Sandbox, SandboxBinary, SandboxCreateOptions, SandboxProvider } from '../types.js';
 import { probeHost, type HostCapabilities } from './host-probe.js';
-import { BubblewrapIsolation, canDropPrivileges, PlainProcessIsolation, SANDBOX_UID, type Isolation } from './isolation.js';
+import { probeCgroups, type CgroupHost, type SandboxCgroup } from './cgroups.js';
+import {
+  BubblewrapIsolation,
+  canDropPrivileges,
+  PlainProcessIsolation,
+  SANDBOX_UID,
+  type Isolation,
+  type SandboxDirs,
+} from './isolation.js';
 import { LocalSandbox, newSandboxId } from './local-sandbox.js';
+import { makeDir, removeNoFollow } from './safe-fs.js';
+import { mountsUnder, mountTmpfs, tmpfsProblem, unmount } from './tmpfs.js';
+import { startReaper } from './reaper.js';
+import { UID_LOCK_DIR, UidAllocator, type UidLease } from './uids.js';
+import { seccompSupported } from './seccomp.js';
 import type { LocalSandboxSettings } from './settings.js';
 
 interface LocalSetup {
   host: HostCapabilities;
   isolation: Isolation;
+  containment: Containment;
+}
+
+/** What the host can give each sandbox beyond its isolation; each is null where it cannot, with the reason in `missing`. */
+interface Containment {
+  /** Whether sandbox processes cannot lower their oom_score_adj of 1000 (otherwise they can, down to 0). */
+  oomScoreAdjPinned: boolean;
+  uids: UidAllocator | null;
+  cgroups: CgroupHost | null;
+  tmpfs: boolean;
+  /** Why a protection is unavailable, by name, for the setup log. */
+  missing: Record<string, string>;
 }
 
 export interface LocalProviderOptions {
@@ -29,6 +54,16 @@ const SANDBOX_DIR_PREFIX = 'opencode-env-';
 /** Records which server process owns a sandbox directory, so orphans can be recognised later. */
 const OWNER_FILE = 'owner.json';
 
+/**
+ * Whether the launcher's oom_score_adj of 1000 is pinned: the kernel lets a process lower its own value down to the
+ * last one written with CAP_SYS_RESOURCE (and to 0 when none was), so only a server with that capability pins it.
+ */
+async function canPinOomScoreAdj(): Promise<boolean> {
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+  const effective = /^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1];
+  return effective !== undefined && ((BigInt(`0x${effective}`) >> 24n) & 1n) === 1n; // CAP_SYS_RESOURCE
+}
+
 /** Sandboxes as directories on this machine, isolated with bubblewrap when it is available. */
 export class LocalSandboxProvider implements SandboxProvider {
   readonly backend = 'local' as const;
@@ -43,10 +78,66 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   private setup(): Promise<LocalSetup> {
     this.setupPromise ??= (async () => {
-      const [setup] = await Promise.all([this.chooseIsolation(), this.removeOrphanedSandboxes()]);
+      // Orphans' processes die with their uids and cgroups before their directories (and tmpfs mounts) go.
+      const containment = this.probeContainment();
+      const [setup] = await Promise.all([this.chooseIsolation(containment), containment.then(() => this.removeOrphanedSandboxes())]);
+      this.reportProtections(setup);
       return setup;
     })();
     return this.setupPromise;
+  }
+
+  /** Finds which of per-sandbox uids, cgroups and a size-capped /tmp this host allows, and removes what dead servers left. */
+  private async probeContainment(): Promise<Containment> {
+    const missing: Record<string, string> = {};
+    const allocator = new UidAllocator();
+    const [uidProblem, cgroups, oomScoreAdjPinned] = await Promise.all([allocator.problem(), probeCgroups(), canPinOomScoreAdj()]);
+    if (!oomScoreAdjPinned) missing['pinned oom_score_adj'] = 'without CAP_SYS_RESOURCE, sandbox processes can lower theirs from 1000 to 0';
+    if (uidProblem) missing['per-sandbox uids'] = uidProblem;
+    if ('problem' in cgroups) missing['cgroup memory and pids limits'] = cgroups.problem;
+    const tmpProblem = tmpfsProblem();
+    if (tmpProblem) missing['size-capped /tmp'] = tmpProblem;
+    const containment: Containment = {
+      oomScoreAdjPinned,
+      uids: uidProblem ? null : allocator,
+      cgroups: 'host' in cgroups ? cgroups.host : null,
+      tmpfs: tmpProblem === null,
+      missing,
+    };
+    if (process.getuid?.() === 0) startReaper(this.options.settings.rootDir, UID_LOCK_DIR, containment.cgroups?.parents ?? []);
+    const [uidsReclaimed, groupsRemoved] = await Promise.all([
+      containment.uids?.reclaimOrphans() ?? 0,
+      containment.cgroups?.removeOrphans() ?? 0,
+    ]);
+    if (uidsReclaimed + groupsRemoved > 0) {
+      this.options.logger.info({ uidsReclaimed, groupsRemoved }, 'freed sandbox uids and cgroups left behind by servers that are gone');
+    }
+    return containment;
+  }
+
+  /** One line with what protects the host and other sandboxes from each sandbox here, and one naming what does not. */
+  private reportProtections({ isolation, containment }: LocalSetup): void {
+    const missing = { ...containment.missing };
+    if (!isolation.dropsPrivileges) missing['per-sandbox uids'] ??= 'sandbox processes keep the server’s uid';
+    const perSandboxUid = isolation.dropsPrivileges && containment.uids !== null;
+    // Without a uid of its own the verifier differs from the agent only by HOME, /tmp and environment.
+    if (!perSandboxUid) missing['verifier uid'] = 'verifier commands run under the agent’s uid, with their own HOME, /tmp and environment';
+    const cgroups = containment.cgroups;
+    this.options.logger.info(
+      {
+        isolation: isolation.name,
+        perSandboxUid,
+        cgroup: cgroups ? `${cgroups.version} ${cgroups.controllers.join('+')}` : null,
+        oomScoreAdj: containment.oomScoreAdjPinned ? '1000, pinned' : '1000',
+        tmpSizeCap: containment.tmpfs,
+        // No quota on the home (it would need a quota-enabled filesystem): each file is capped by RLIMIT_FSIZE instead.
+        diskQuota: false,
+      },
+      'sandbox protections',
+    );
+    if (Object.keys(missing).length === 0) return;
+    const fallback = cgroups ? '' : '; sandboxes are limited by prlimit only (RLIMIT_NPROC per uid, RLIMIT_FSIZE, RLIMIT_CPU)';
+    this.options.logger.warn({ missing }, `some sandbox protections are unavailable here${fallback}`);
   }
 
   /** Deletes sandbox directories left by a server that was killed before it could clean up. */
@@ -58,12 +149,13 @@ export class LocalSandboxProvider implements SandboxProvider {
       const ownerPid = owner ? Number((JSON.parse(owner) as { pid?: unknown }).pid) : NaN;
       if (Number.isInteger(ownerPid) && ownerPid !== process.pid && !isAlive(ownerPid)) {
         this.options.logger.info({ dir: entry, ownerPid }, 'removing sandbox left behind by a server that is gone');
-        await rm(path.join(root, entry), { recursive: true, force: true }).catch(() => undefined);
+        for (const mountPoint of await mountsUnder(path.join(root, entry))) await unmount(mountPoint).catch(() => undefined);
+        await removeNoFollow(path.join(root, entry)).catch(() => undefined);
       }
     }
   }
 
-  private async chooseIsolation(): Promise<LocalSetup> {
+  private async chooseIsolation(containmentProbe: Promise<Containment>): Promise<LocalSetup> {
     const { settings: sandbox, logger } = this.options;
     const host = await probeHost(sandbox.pythonExecutable, sandbox.network === 'isolated');
     const python = 'error' in host.python ? null : host.python;
@@ -75,6 +167,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       runtimePaths: python?.prefixes ?? [],
       hiddenPaths: [sandbox.rootDir, ...(this.options.hiddenPaths ?? [])],
       binaries: this.options.binaries ?? {},
+      seccomp: this.seccompUsable(host),
     };
     if (!host.prlimit) logger.warn('prlimit not found: sandbox processes run without resource limits');
     if (process.getuid?.() === 0 && !host.setpriv) logger.warn('running as root without setpriv: sandbox processes keep root privileges');
@@ -94,13 +187,20 @@ export class LocalSandboxProvider implements SandboxProvider {
       );
     }
 
+    const containment = await containmentProbe;
     let isolation = build(canDropPrivileges(host));
+    if (isolation.dropsPrivileges && isolation.name === 'none') {
+      // Plain processes of other uids go through it to their home (each sandbox's own directory is 0711).
+      await mkdir(sandbox.rootDir, { recursive: true });
+      const mode = (await stat(sandbox.rootDir)).mode & 0o7777;
+      if ((mode & 0o001) === 0) await chmod(sandbox.rootDir, mode | 0o001);
+    }
     if (isolation.dropsPrivileges && python) {
-      const problem = await this.checkInterpreterRuns(isolation, python.executable);
+      const problem = await this.checkInterpreterRuns(isolation, containment, python.executable);
       if (problem) {
         logger.warn(
           { problem },
-          `the Python interpreter, the project's resources or the opencode and node binaries are not accessible to uid ${SANDBOX_UID}; sandbox processes run as root instead. ` +
+          `the Python interpreter, the project's resources, the opencode and node binaries or the sandbox directory (OPENCODE_ENV_SANDBOX_DIR) are not accessible to sandbox uids; sandbox processes run as root instead. ` +
             'Install Python and opencode-env where every user can read them to avoid this.',
         );
         isolation = build(false);
@@ -110,16 +210,34 @@ export class LocalSandboxProvider implements SandboxProvider {
       { isolation: isolation.name, network: sandbox.network, unprivileged: isolation.dropsPrivileges },
       'sandbox isolation chosen',
     );
-    return { host, isolation };
+    return { host, isolation, containment };
+  }
+
+  /** Whether sandboxes get the seccomp filter: wherever bubblewrap is used on an architecture the filter has tables for. */
+  private seccompUsable(host: HostCapabilities): boolean {
+    if (this.options.settings.isolation === 'none' || host.bwrap === null || host.bwrapProblem !== null) return false;
+    if (seccompSupported()) return true;
+    this.options.logger.warn(`no seccomp filter for this architecture (${process.arch}): sandboxes run without a syscall filter`);
+    return false;
   }
 
   /** Runs the interpreter, reads the driver and checks the binaries exactly as a sandbox would; returns what went wrong. */
-  private async checkInterpreterRuns(isolation: Isolation, python: string): Promise<string | null> {
-    const probe = await this.createWith(isolation, { python: { executable: python }, pythonProblem: null }, { label: 'selfcheck' });
+  private async checkInterpreterRuns(isolation: Isolation, containment: Containment, python: string): Promise<string | null> {
+    const interpreter = { python: { executable: python }, pythonProblem: null };
+    const probe = await this.createWith(isolation, containment, interpreter, { label: 'selfcheck' });
     try {
       const driver = await probe.resourcePath('python/driver.py');
       const result = await probe.run([python, '-c', 'import sys; open(sys.argv[1]).close()', driver], { timeoutMs: 15_000 });
       if (result.exitCode !== 0) return result.stderr.trim() || `exit code ${result.exitCode}`;
+      // Plain processes reach their home and /tmp through host paths: every directory above must be searchable.
+      // Still better than root, so this only warns.
+      const reachable = await probe.run(['sh', '-c', 'touch "$HOME/.probe" "$TMPDIR/.probe"'], { timeoutMs: 15_000 });
+      if (reachable.exitCode !== 0) {
+        this.options.logger.warn(
+          { problem: reachable.stderr.trim() },
+          'sandbox uids cannot reach their home and /tmp: make OPENCODE_ENV_SANDBOX_DIR and every directory above it searchable by others (chmod o+x)',
+        );
+      }
       const binaries = await Promise.all(
         Object.keys(this.options.binaries ?? {}).map((binary) => probe.binaryPath(binary as SandboxBinary)),
       );
@@ -135,53 +253,89 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
-    const { host, isolation } = await this.setup();
+    const { host, isolation, containment } = await this.setup();
     const python = 'error' in host.python ? null : host.python;
     const pythonProblem = 'error' in host.python ? host.python.error : null;
-    return this.createWith(isolation, { python, pythonProblem }, options);
+    return this.createWith(isolation, containment, { python, pythonProblem }, options);
   }
 
   private async createWith(
     isolation: Isolation,
+    containment: Containment,
     interpreter: { python: { executable: string } | null; pythonProblem: string | null },
     options: SandboxCreateOptions,
   ): Promise<LocalSandbox> {
+    const startedAt = performance.now();
     const id = newSandboxId(options.label);
     const root = path.join(this.options.settings.rootDir, `${SANDBOX_DIR_PREFIX}${id}`);
-    const dirs = { root, home: path.join(root, 'home'), tmp: path.join(root, 'tmp'), channel: path.join(root, 'channel') };
-    // Plain processes under another uid must traverse the root to reach their home; nobody may list it.
-    await mkdir(root, { recursive: true, mode: 0o700 });
-    if (isolation.dropsPrivileges && isolation.name === 'none') await chmod(root, 0o711);
-    for (const dir of [dirs.home, path.join(dirs.home, 'workdir'), dirs.tmp]) {
-      await mkdir(dir, { mode: 0o755 });
-      if (isolation.dropsPrivileges) await chown(dir, SANDBOX_UID, SANDBOX_UID);
-    }
-    await chmod(dirs.tmp, 0o1777);
-    await mkdir(dirs.channel, { mode: 0o755 });
+    // /tmp and the verifier's /tmp share one size-capped tmpfs (when the host can mount one).
+    const scratch = path.join(root, 'scratch');
+    const dirs: SandboxDirs = {
+      root,
+      home: path.join(root, 'home'),
+      tmp: path.join(scratch, 'tmp'),
+      channel: path.join(root, 'channel'),
+      verifierHome: path.join(root, 'verifier-home'),
+      verifierTmp: path.join(scratch, 'verifier-tmp'),
+      reward: path.join(root, 'home', 'logs', 'verifier'),
+    };
+    const limits = this.options.settings.limits;
+    let uidLease: UidLease | null = null;
+    let cgroup: SandboxCgroup | null = null;
+    let tmpfsMountPoint: string | null = null;
     const owner = { pid: process.pid, createdAt: new Date().toISOString(), metadata: options.metadata ?? {} };
-    await writeFile(path.join(root, OWNER_FILE), JSON.stringify(owner));
-    const sandbox = new LocalSandbox({
-      id,
-      dirs,
-      isolation,
-      pythonExecutable: interpreter.python?.executable ?? null,
-      pythonProblem: interpreter.pythonProblem,
-      env: options.env ?? {},
-      lifetimeMs: options.lifetimeMs ?? null,
-      onKilled: (s) => this.live.delete(s),
-    });
-    this.live.add(sandbox);
-    this.options.logger.debug(
-      {
-        sandbox: id,
-        isolation: isolation.name,
-        dir: root,
-        ...(options.template ? { template: options.template } : {}),
-        metadata: owner.metadata,
-      },
-      'sandbox created',
-    );
-    return sandbox;
+    try {
+      // Plain processes under other uids must traverse the root to reach their home; nobody may list it.
+      await mkdir(root, { recursive: true, mode: 0o700 });
+      await writeFile(path.join(root, OWNER_FILE), JSON.stringify(owner));
+      if (isolation.dropsPrivileges && isolation.name === 'none') await chmod(root, 0o711);
+      if (isolation.dropsPrivileges && containment.uids) uidLease = await containment.uids.allocate();
+      const uids = uidLease?.uids ?? (isolation.dropsPrivileges ? { agent: SANDBOX_UID, verifier: SANDBOX_UID } : null);
+      if (containment.cgroups) cgroup = await containment.cgroups.create(id, { memoryBytes: limits.memoryBytes, pids: limits.processes });
+      await makeDir(scratch, 0o711, null);
+      if (containment.tmpfs) {
+        await mountTmpfs(scratch, limits.tmpBytes);
+        tmpfsMountPoint = scratch;
+      }
+      await makeDir(dirs.home, 0o755, uids?.agent ?? null);
+      await makeDir(path.join(dirs.home, 'workdir'), 0o755, uids?.agent ?? null);
+      await makeDir(dirs.tmp, 0o1777, uids?.agent ?? null);
+      await makeDir(dirs.channel, 0o755, null);
+      const sandbox = new LocalSandbox({
+        id,
+        dirs,
+        isolation,
+        pythonExecutable: interpreter.python?.executable ?? null,
+        pythonProblem: interpreter.pythonProblem,
+        env: options.env ?? {},
+        lifetimeMs: options.lifetimeMs ?? null,
+        onKilled: (s) => this.live.delete(s),
+        uids,
+        uidLease,
+        cgroup,
+        tmpfsMountPoint,
+      });
+      this.live.add(sandbox);
+      this.options.logger.debug(
+        {
+          sandbox: id,
+          isolation: isolation.name,
+          dir: root,
+          ...(uids ? { uids } : {}),
+          ms: Math.round((performance.now() - startedAt) * 10) / 10,
+          ...(options.template ? { template: options.template } : {}),
+          metadata: owner.metadata,
+        },
+        'sandbox created',
+      );
+      return sandbox;
+    } catch (error) {
+      if (tmpfsMountPoint) await unmount(tmpfsMountPoint).catch(() => undefined);
+      await removeNoFollow(root).catch(() => undefined);
+      await cgroup?.remove().catch(() => undefined);
+      await uidLease?.release();
+      throw new SandboxError(`could not create a sandbox: ${(error as Error).message}`);
+    }
   }
 
   async killAll(): Promise<void> {

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { chown, lstat, mkdir, open, readdir } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { SandboxError } from '../../errors.js';
 import type { FileEntry } from '../types.js';
@@ -71,4 +71,47 @@ export async function listTreeNoFollow(base: string, dir: string, maxDepth: numb
   }
   await walk(dir, 1);
   return entries;
+}
+
+/**
+ * Removes whatever is at `target` (a file, a symlink (not what it points to), a tree with any modes). The sandbox's
+ * processes must be gone. Without root, directories the sandbox made unreadable are opened up first.
+ */
+export async function removeNoFollow(target: string): Promise<void> {
+  try {
+    await rm(target, { recursive: true, force: true, maxRetries: 3 });
+  } catch (error) {
+    if (!['EACCES', 'EPERM', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await openUpTree(target);
+    await rm(target, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+async function openUpTree(dir: string): Promise<void> {
+  const info = await lstat(dir).catch(() => null);
+  if (!info?.isDirectory()) return;
+  await chmod(dir, 0o700).catch(() => undefined);
+  const children = await readdir(dir).catch(() => [] as string[]);
+  for (const child of children) await openUpTree(path.join(dir, child));
+}
+
+/** Makes a fresh directory with exactly `mode` (no umask), owned by `owner` when given. */
+export async function makeDir(dir: string, mode: number, owner: number | null): Promise<void> {
+  await mkdir(dir, { mode });
+  await chmod(dir, mode);
+  if (owner !== null) await chown(dir, owner, owner);
+}
+
+/**
+ * Gives every entry of the tree at `root` that `from` owns to `to`, never following a symlink (a link itself is
+ * re-owned, not its target). Entries of other owners are left alone: a hard link the sandbox made to a file it does
+ * not own must not hand that file over. The sandbox's processes must be gone, so that nothing changes underneath.
+ */
+export async function handOverTree(root: string, from: number, to: number): Promise<void> {
+  const info = await lstat(root).catch(() => null);
+  if (!info) return;
+  if (info.uid === from) await lchown(root, to, to);
+  if (!info.isDirectory()) return;
+  const children = await readdir(root).catch(() => [] as string[]);
+  for (const child of children) await handOverTree(path.join(root, child), from, to);
 }

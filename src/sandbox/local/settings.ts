@@ -6,7 +6,12 @@ type IsolationMode = 'auto' | 'bwrap' | 'none';
 export interface ResourceLimits {
   fileSizeBytes: number;
   cpuSeconds: number;
+  /** Processes and threads per sandbox (its cgroup's pids.max, and RLIMIT_NPROC of its own uid). */
   processes: number;
+  /** Memory of the whole sandbox, its /tmp included (its cgroup's limit, where cgroups can be made). */
+  memoryBytes: number;
+  /** Size of the sandbox's /tmp (a tmpfs, where the server can mount one). */
+  tmpBytes: number;
 }
 
 /** The local backend's settings (the `local` section of the server's config). */
