@@ -44,7 +44,7 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
     }
     return binaries;
   };
-  const traces = new TraceStore(path.join(config.dataDir, 'traces'));
+  const traces = new TraceStore(path.join(config.dataDir, 'traces'), { maxTraceBytes: config.maxTraceBytes });
   const provider = createSandboxProvider(config.sandbox, {
     resourcesDir,
     hiddenPaths: [config.dataDir],

@@ -138,11 +138,7 @@ describe('recording proxy', () => {
   });
 
   it('sends the real key upstream in place of the client’s', async () => {
-    const { llm, proxy, turns } = await setup(
-      { turns: [{ text: 'ok' }] },
-      { apiKey: 'sk-upstream-key-123' },
-      { apiKey: 'sk-upstream-key-123' },
-    );
+    const { llm, proxy } = await setup({ turns: [{ text: 'ok' }] }, { apiKey: 'sk-upstream-key-123' }, { apiKey: 'sk-upstream-key-123' });
     const response = await post(proxy, chatBody(), { authorization: 'Bearer sandbox-placeholder' });
     assert.equal(response.status, 200);
     await response.text();

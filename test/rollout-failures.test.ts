@@ -15,11 +15,23 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** Each finished trace file (JSON Lines: header, turns, result) as one record. */
 function storedTraces(server: RunningServer): Array<Record<string, any>> {
   const dir = path.join(server.dataDir, 'traces');
   return readdirSync(dir)
-    .filter((name) => name.endsWith('.json'))
-    .map((name) => JSON.parse(readFileSync(path.join(dir, name), 'utf8')));
+    .filter((name) => name.endsWith('.jsonl') && name !== 'index.jsonl')
+    .map((name) =>
+      readFileSync(path.join(dir, name), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line)),
+    )
+    .filter((lines) => lines.at(-1)?.type === 'result')
+    .map((lines) => ({
+      ...lines[0],
+      result: lines.at(-1).result,
+      turns: lines.filter((line) => line.type === 'turn').map((line) => line.data),
+    }));
 }
 
 // Infrastructure failures must surface as reward null plus an error, never as a silent 0.

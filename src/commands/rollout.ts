@@ -56,7 +56,7 @@ function summary(result: RolloutResult, options: RolloutCommandOptions, runtime:
     `wall time: ${result.wall_s.toFixed(2)} s (${Object.entries(result.timings)
       .map(([k, v]) => `${k} ${v.toFixed(2)}`)
       .join(', ')})`,
-    `trace:     ${result.trace_uri ?? 'not stored'}${result.trace_uri ? ` (${path.join(runtime.traces.dir, `${result.rollout_id}.json`)})` : ''}`,
+    `trace:     ${result.trace_uri ?? 'not stored'}${result.trace_uri ? ` (${runtime.traces.fileFor(result.rollout_id)})` : ''}`,
   ];
   if (result.error) lines.push(`error:     ${result.error} [${result.error_kind}]`);
   return `${lines.join('\n')}\n`;

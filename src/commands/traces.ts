@@ -1,11 +1,17 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { loadConfig } from '../config.js';
-import { TraceStore, trainingExample } from '../core/traces.js';
+import { TraceStore, trainingExampleChunks } from '../core/traces.js';
 
 function store(): TraceStore {
   return new TraceStore(path.join(loadConfig().dataDir, 'traces'));
+}
+
+/** Writes with back-pressure, so a large trace streams through instead of piling up in memory. */
+async function write(out: Writable, text: string): Promise<void> {
+  if (!out.write(text)) await once(out, 'drain');
 }
 
 /** `opencode-env traces list`: newest first, one line each. */
@@ -20,14 +26,15 @@ export async function listTraces(options: { limit: string }): Promise<void> {
   }
 }
 
-/** `opencode-env traces show ID`: the stored JSON. */
+/** `opencode-env traces show ID`: the trace as one JSON document, streamed from its file. */
 export async function showTrace(rolloutId: string): Promise<number> {
-  const text = await store().readText(rolloutId);
-  if (text === null) {
+  const chunks = await store().documentChunks(rolloutId);
+  if (chunks === null) {
     process.stderr.write(`no trace ${rolloutId}\n`);
     return 1;
   }
-  process.stdout.write(`${text}\n`);
+  for await (const chunk of chunks) await write(process.stdout, chunk);
+  await write(process.stdout, '\n');
   return 0;
 }
 
@@ -36,13 +43,12 @@ export async function exportTraces(options: { out?: string; includeFailed?: bool
   const out = options.out ? createWriteStream(options.out) : process.stdout;
   let written = 0;
   let skipped = 0;
-  for await (const record of store().all()) {
-    if (!options.includeFailed && (record.result.error !== null || record.result.reward === null)) {
+  for await (const trace of store().all()) {
+    if (!options.includeFailed && (trace.result.error !== null || trace.result.reward === null)) {
       skipped += 1;
       continue;
     }
-    const line = `${JSON.stringify(trainingExample(record, { allTurns: options.allTurns ?? false }))}\n`;
-    if (!out.write(line)) await once(out, 'drain');
+    for await (const chunk of trainingExampleChunks(trace, { allTurns: options.allTurns ?? false })) await write(out, chunk);
     written += 1;
   }
   if (out !== process.stdout) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));

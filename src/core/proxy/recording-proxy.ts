@@ -65,7 +65,7 @@ const HOP_BY_HOP = new Set([
 ]);
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
-export const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
 /**
  * The only routes relayed: what an agent needs of a model API. Anything else (files, fine-tuning, admin, or a

@@ -7,7 +7,7 @@ import { CappedOutput } from '../../util/capped-output.js';
 import type { Semaphore } from '../../util/semaphore.js';
 import { startRecordingProxy, type RecordingProxy } from '../proxy/recording-proxy.js';
 import type { ProxyTurn } from '../proxy/types.js';
-import { newRolloutId, scrubSecrets, traceUri, type TraceStore } from '../traces.js';
+import { newRolloutId, scrubSecrets, traceUri, type TraceStore, type TraceWriter } from '../traces.js';
 import { redactUrl, resolveEndpoint, urlCredentials, type EndpointCatalog, type ResolvedEndpoint } from './endpoints.js';
 import { collectWorkdirFiles, validateStagedPath } from './files.js';
 import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
@@ -139,7 +139,13 @@ export class RolloutRunner implements RolloutService {
     let sandbox: Sandbox | null = null;
     let proxy: RecordingProxy | null = null;
     const events = new OpencodeEventCollector();
-    const recordedTurns: ProxyTurn[] = [];
+    // Written as the rollout runs (each LLM turn when it completes), so even a SIGKILL leaves a trace to recover.
+    // The stored spec names the URL without its credentials (short ones would escape the scrubbing by value).
+    const recordedSpec = spec.base_url ? { ...spec, base_url: redactUrl(spec.base_url) } : spec;
+    const trace = this.deps.traces.begin(
+      { rollout_id: rolloutId, created_at: createdAt, spec: recordedSpec, endpoint: result.endpoint },
+      secrets,
+    );
     const agentStderr = new CappedOutput(16 * 1024);
     let filesCollected = false;
     log.info({ mode: spec.mode, endpoint: endpoint.name, model: endpoint.model }, 'rollout started');
@@ -192,7 +198,7 @@ export class RolloutRunner implements RolloutService {
       }
 
       const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
-        const recorder = await this.startProxy(spec, endpoint, progress, (turn) => recordedTurns.push(turn));
+        const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
         proxy = recorder; // closed in `finally` even when the channel cannot be opened
         // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
         const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
@@ -305,7 +311,7 @@ export class RolloutRunner implements RolloutService {
       result.agent_log_tail = tail(agentLog);
       result.proxy_log_tail = tail(proxy?.logTail() ?? '');
       result.wall_s = Math.round(performance.now() - started) / 1000;
-      await this.storeTrace(spec, result, recordedTurns, createdAt, secrets, progress, log);
+      await this.storeTrace(trace, result, progress, log);
       result.wall_s = Math.round(performance.now() - started) / 1000;
     }
     log.info(
@@ -348,32 +354,16 @@ export class RolloutRunner implements RolloutService {
     });
   }
 
-  private async storeTrace(
-    spec: RolloutSpec,
-    result: RolloutResult,
-    turns: ProxyTurn[],
-    createdAt: string,
-    secrets: Array<string | undefined>,
-    progress: (message: string) => void,
-    log: Logger,
-  ): Promise<void> {
-    const { api_key: _apiKey, ...storedSpec } = spec;
+  /**
+   * Writes the result line. A trace that cannot be written (disk full) leaves no file behind, `trace_uri: null`
+   * and, when nothing else went wrong, `error`/`error_kind: internal` saying why; the reward is kept as computed.
+   */
+  private async storeTrace(trace: TraceWriter, result: RolloutResult, progress: (message: string) => void, log: Logger): Promise<void> {
     const t0 = performance.now();
     progress('phase: trace');
     try {
       result.trace_uri = traceUri(result.rollout_id);
-      await this.deps.traces.save(
-        {
-          version: 1,
-          rollout_id: result.rollout_id,
-          created_at: createdAt,
-          finished_at: new Date().toISOString(),
-          spec: storedSpec,
-          result,
-          turns,
-        },
-        secrets,
-      );
+      await trace.finish(result);
     } catch (error) {
       result.trace_uri = null;
       log.error({ err: error }, 'could not store the trace');

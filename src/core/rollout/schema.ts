@@ -131,9 +131,12 @@ export const rolloutResultSchema = z
     proxy_log_tail: z.string().describe("The end of the recording proxy's log (upstream failures, refused fields)"),
     error: z.string().nullable().describe('Why the rollout could not produce a trustworthy reward; null when it could'),
     error_kind: z
-      .enum(INFRASTRUCTURE_ERROR_KINDS)
+      .enum([...INFRASTRUCTURE_ERROR_KINDS, 'interrupted'])
       .nullable()
-      .describe('What failed, for filtering without parsing error: cancelled, upstream, setup, verifier, sandbox or internal'),
+      .describe(
+        'What failed, for filtering without parsing error: cancelled, upstream, setup, verifier, sandbox or internal; ' +
+          'interrupted only appears in stored traces, for a rollout whose server stopped (e.g. was killed) before it finished',
+      ),
     trace_uri: z.string().nullable().describe('MCP resource URI of the full trace'),
   })
   .meta({ title: 'RolloutResult', description: 'The outcome of one run_rollout: reward, LLM turns, verifier output and files' });
