@@ -2,9 +2,18 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { isAlive, listDescendants } from '../src/util/process-tree.js';
+import { isAlive } from '../src/util/process-tree.js';
 import { exampleTask, startScripted } from './helpers/scripted.js';
-import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, startServer, waitFor, type RunningServer } from './helpers/server.js';
+import {
+  cliPath,
+  makeHomeDir,
+  makeSystemTempDir,
+  removeDir,
+  sandboxDescendants,
+  startServer,
+  waitFor,
+  type RunningServer,
+} from './helpers/server.js';
 
 /** Starts work that leaves processes behind in the sandbox: a background sleeper that even escaped its session. */
 const SPAWN_STRAGGLERS =
@@ -14,7 +23,7 @@ async function descendantsWithSleepers(rootPid: number): Promise<number[]> {
   let pids: number[] = [];
   await waitFor(
     async () => {
-      pids = await listDescendants(rootPid);
+      pids = await sandboxDescendants(rootPid);
       return pids.length >= 4; // at least bwrap/python plus the two sleepers
     },
     10_000,

@@ -3,9 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { listDescendants } from '../src/util/process-tree.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { startServer, waitFor, type RunningServer } from './helpers/server.js';
+import { sandboxDescendants, startServer, waitFor, type RunningServer } from './helpers/server.js';
 
 async function closedPort(): Promise<number> {
   const probe = net.createServer();
@@ -196,11 +195,11 @@ describe('run_rollout when things go wrong', () => {
         60_000,
         'the agent to call the model',
       );
-      const running = await listDescendants(server.pid);
+      const running = await sandboxDescendants(server.pid);
       assert.ok(running.length > 2, 'the agent is running');
       controller.abort();
       await assert.rejects(call);
-      await waitFor(async () => (await listDescendants(server.pid)).length === 0, 15_000, 'every process of the rollout to end');
+      await waitFor(async () => (await sandboxDescendants(server.pid)).length === 0, 15_000, 'every process of the rollout to end');
       await waitFor(() => readdirSync(server.sandboxRoot).length === 0, 10_000, 'the sandbox directory to be removed');
       await waitFor(() => storedTraces(server).some((t) => t.result.task_id === 'to-cancel'), 10_000, 'the partial trace');
       const trace = storedTraces(server).find((t) => t.result.task_id === 'to-cancel')!;

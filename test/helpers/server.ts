@@ -1,11 +1,12 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { listDescendants } from '../../src/util/process-tree.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist', 'cli.js');
@@ -126,4 +127,24 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, timeo
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * The server's child processes that belong to sandboxes: all its descendants except the reaper a root server
+ * keeps for the whole of its life (src/sandbox/local/reaper.ts) and the `cat` it waits with, which are not sandbox work.
+ */
+export async function sandboxDescendants(serverPid: number): Promise<number[]> {
+  const read = (pid: number, file: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const isReaper = (pid: number) => read(pid, 'cmdline').includes('opencode-env-reaper');
+  const parentOf = (pid: number) => {
+    const stat = read(pid, 'stat');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+  return (await listDescendants(serverPid)).filter((pid) => !isReaper(pid) && !isReaper(parentOf(pid)));
 }

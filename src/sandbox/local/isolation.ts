@@ -114,10 +114,6 @@ function limitArgs(host: HostCapabilities, limits: ResourceLimits, dedicatedUid:
   return [...args, '--'];
 }
 
-function bindsHostRoot(args: string[]): boolean {
-  return args.some((arg, i) => arg === '--ro-bind' && args[i + 1] === '/' && args[i + 2] === '/');
-}
-
 /** Whether sandbox processes can be moved to an unprivileged uid at all: only a root server can, with setpriv. */
 export function canDropPrivileges(host: HostCapabilities): boolean {
   return host.setpriv !== null && process.getuid?.() === 0;
@@ -265,8 +261,8 @@ export class BubblewrapIsolation implements Isolation {
     }
     if (verifier) {
       args.push('--bind', dirs.verifierHome, VERIFIER_HOME);
-      // Harbor's path too; /logs can only be made on a root bwrap builds (not on the host's, bound read-only).
-      if (!bindsHostRoot(args) || isDirectory(path.dirname(VERIFIER_REWARD))) args.push('--bind', dirs.reward, VERIFIER_REWARD);
+      // Harbor's path too (the allow-listed root is bwrap's own, so /logs can be made there).
+      args.push('--bind', dirs.reward, VERIFIER_REWARD);
     }
     // After every mount point bwrap had to make: then the root it built and /run become read-only.
     args.push(...readOnlyAfterMountArgs());
