@@ -211,6 +211,16 @@ describe('recording proxy', () => {
     );
   });
 
+  it('counts a 200 whose stream is garbage as an upstream failure, and gives up after enough in a row', async () => {
+    const broken = { text: 'x', malformed: true };
+    const { proxy } = await setup({ turns: [broken, broken, broken] }, { maxConsecutiveFailures: 2 });
+    await (await post(proxy, chatBody())).text();
+    assert.equal(proxy.gaveUp, null, 'one broken answer is not an outage yet');
+    await (await post(proxy, chatBody())).text();
+    assert.match(proxy.gaveUp ?? '', /failed 2 times in a row \(last: HTTP 200, unparseable SSE data/);
+    assert.deepEqual({ successes: proxy.stats.successes, failures: proxy.stats.failures }, { successes: 0, failures: 2 });
+  });
+
   it('records a malformed stream and passes the bytes on', async () => {
     const { proxy, turns } = await setup({ turns: [{ text: 'x', malformed: true }] });
     const sse = await (await post(proxy, chatBody())).text();

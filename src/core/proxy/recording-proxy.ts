@@ -198,12 +198,12 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
 
   /** Books one upstream answer (status null: none came); returns true when the proxy should now give up on the upstream. */
   function bookUpstreamOutcome(status: number | null, detail?: string): boolean {
-    if (status !== null && status < 500) {
+    if (status !== null && status < 500 && detail === undefined) {
       consecutiveFailures = 0;
       if (status < 400) stats.successes += 1;
       return false;
     }
-    const description = status === null ? `no answer: ${detail}` : `HTTP ${status}`;
+    const description = status === null ? `no answer: ${detail}` : detail !== undefined ? `HTTP ${status}, ${detail}` : `HTTP ${status}`;
     consecutiveFailures += 1;
     stats.failures += 1;
     note(`upstream failure ${consecutiveFailures}/${options.maxConsecutiveFailures}: ${description}`);
@@ -358,7 +358,12 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     turn.ttfb_s = secondsSince(started);
     const contentType = String(upstreamRes.headers['content-type'] ?? '');
     const headers = passableHeaders(upstreamRes, true);
-    const givingUp = bookUpstreamOutcome(status);
+    // A successful status is booked once its body is in: a 200 whose stream is garbage is an outage too.
+    const givingUp = status >= 400 ? bookUpstreamOutcome(status) : false;
+    const bookAnswer = () => {
+      const broken = turn.upstream_error && !signal.aborted ? turn.upstream_error.message : undefined;
+      bookUpstreamOutcome(status, broken);
+    };
 
     if (status >= 400) {
       const errorBody = bufferedErrorBody ?? (await readBody(upstreamRes, maxRequestBytes)).toString('utf8');
@@ -376,6 +381,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         text = (await readBody(upstreamRes, maxRequestBytes)).toString('utf8');
       } catch (error) {
         turn.upstream_error = { type: 'stream', message: `upstream answer unusable: ${(error as Error).message}` };
+        bookAnswer();
         finishTurn();
         return respondError(res, 502, `opencode-env proxy: ${turn.upstream_error.message}`, 'upstream_too_large');
       }
@@ -393,6 +399,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       }
       res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(out) });
       res.end(out);
+      bookAnswer();
       finishTurn();
       return;
     }
@@ -440,6 +447,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         turn.upstream_error ??= { type: 'stream', message: 'upstream closed the stream early' };
       });
     });
+    bookAnswer();
     finishTurn();
   }
 

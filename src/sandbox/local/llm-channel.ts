@@ -3,6 +3,7 @@ import { chmod, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
+import { SandboxError } from '../../errors.js';
 import type { LlmChannel } from '../types.js';
 
 /** Replaced by the in-sandbox bridge (resources/sandbox/llm-bridge.mjs) with the loopback port it listens on. */
@@ -26,6 +27,12 @@ export interface LocalChannelPaths {
 export async function openLocalLlmChannel(paths: LocalChannelPaths, accept: (connection: Duplex) => void): Promise<LlmChannel> {
   const socketName = `llm-${randomBytes(4).toString('hex')}.sock`;
   const hostSocket = path.join(paths.hostDir, socketName);
+  // sockaddr_un holds 108 bytes; past that, listen() fails with an error that names nothing useful.
+  if (Buffer.byteLength(hostSocket) > 107) {
+    throw new SandboxError(
+      `the sandbox directory's path is too long for a unix socket (${hostSocket}); set OPENCODE_ENV_SANDBOX_DIR to a shorter directory`,
+    );
+  }
   const open = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     open.add(socket);
