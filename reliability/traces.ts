@@ -11,7 +11,7 @@ export interface StoredTrace {
 }
 
 /** Reads every resource the server lists, as a standard MCP client would, and picks out task id and error kind. */
-export async function readTraces(server: Server): Promise<StoredTrace[]> {
+async function readTraces(server: Server): Promise<StoredTrace[]> {
   const traces: StoredTrace[] = [];
   for (const resource of await server.listResources()) {
     const read = await server.readResource(resource.uri);

@@ -11,7 +11,7 @@ import { newRolloutId, scrubSecrets, traceUri, type TraceStore, type TraceWriter
 import { redactUrl, resolveEndpoint, urlCredentials, type EndpointCatalog, type ResolvedEndpoint } from './endpoints.js';
 import { collectWorkdirFiles, validateStagedPath } from './files.js';
 import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
-import type { CommandRecord, RolloutPhase, RolloutResult, RolloutSpec } from './schema.js';
+import { blankRolloutResult, type CommandRecord, type RolloutPhase, type RolloutResult, type RolloutSpec } from './schema.js';
 import { computeReward, runShellCommand } from './verifier.js';
 
 const TAIL_CHARS = 2000;
@@ -95,31 +95,13 @@ export class RolloutRunner implements RolloutService {
     const createdAt = new Date().toISOString();
     const started = performance.now();
     const log = this.deps.logger.child({ rollout: rolloutId, task: spec.task_id });
-    const result: RolloutResult = {
+    const result = blankRolloutResult({
       rollout_id: rolloutId,
       task_id: spec.task_id ?? '',
-      sandbox_id: '',
-      reward: null,
-      rewards: {},
-      agent_exit_code: null,
-      agent_timed_out: false,
-      wall_s: 0,
-      timings: {},
       mode: spec.mode,
       endpoint: { name: endpoint.name, base_url: redactUrl(endpoint.baseUrl), model: endpoint.model },
       template: spec.template ?? null,
-      setup_results: [],
-      verify_results: [],
-      proxy_turns: [],
-      agent_events: [],
-      files: {},
-      files_extra: [],
-      agent_log_tail: '',
-      proxy_log_tail: '',
-      error: null,
-      error_kind: null,
-      trace_uri: null,
-    };
+    });
     // The reason says who cancelled (the client, a disconnect, shutdown) when the canceller gave one.
     const cancelled = () =>
       new InfrastructureError('cancelled', signal?.reason instanceof Cancellation ? `cancelled: ${signal.reason.why}` : 'cancelled');

@@ -143,3 +143,30 @@ export const rolloutResultSchema = z
 
 export type CommandRecord = z.infer<typeof commandRecordSchema>;
 export type RolloutResult = z.infer<typeof rolloutResultSchema>;
+
+/** A result before anything has happened: no reward, nothing run, nothing recorded. */
+export function blankRolloutResult(
+  fields: Pick<RolloutResult, 'rollout_id' | 'task_id' | 'mode' | 'endpoint' | 'template'>,
+): RolloutResult {
+  return {
+    ...fields,
+    sandbox_id: '',
+    reward: null,
+    rewards: {},
+    agent_exit_code: null,
+    agent_timed_out: false,
+    wall_s: 0,
+    timings: {},
+    setup_results: [],
+    verify_results: [],
+    proxy_turns: [],
+    agent_events: [],
+    files: {},
+    files_extra: [],
+    agent_log_tail: '',
+    proxy_log_tail: '',
+    error: null,
+    error_kind: null,
+    trace_uri: null,
+  };
+}

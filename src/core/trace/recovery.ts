@@ -1,6 +1,6 @@
 import { appendFile, open, readFile, stat, truncate, unlink } from 'node:fs/promises';
-import type { ProxyTurnSummary } from '../proxy/types.js';
-import type { RolloutResult } from '../rollout/schema.js';
+import { summarizeTurn, type ProxyTurn, type ProxyTurnSummary } from '../proxy/types.js';
+import { blankRolloutResult, type RolloutResult } from '../rollout/schema.js';
 import { parseTraceLine, summaryOf, type StoredTurn, type TraceHeaderLine, type TraceResultLine, type TraceSummary } from './format.js';
 import { readFirstLine, readLastLine, readLines } from './lines.js';
 import { currentWriter, writerAlive } from './liveness.js';
@@ -44,48 +44,28 @@ export async function inspectTraceFile(file: string): Promise<TraceFileState> {
 
 /** The summary a result keeps of a stored turn (dropped arrays count as empty). */
 function turnSummary(turn: StoredTurn): ProxyTurnSummary {
-  const {
-    request: _request,
-    response: _response,
-    top_logprobs: _top,
-    prompt_token_ids: _prompt,
-    method: _method,
-    path: _path,
-    n_chunks: _chunks,
-    dropped: _dropped,
-    ...rest
-  } = turn;
+  const { dropped: _dropped, ...stored } = turn;
+  const summary = summarizeTurn(stored as ProxyTurn);
   return {
-    ...rest,
-    completion_tokens: rest.completion_tokens ?? [],
-    completion_token_ids: rest.completion_token_ids ?? [],
-    per_token_logps: rest.per_token_logps ?? [],
+    ...summary,
+    completion_tokens: summary.completion_tokens ?? [],
+    completion_token_ids: summary.completion_token_ids ?? [],
+    per_token_logps: summary.per_token_logps ?? [],
   };
 }
 
 function interruptedResult(header: TraceHeaderLine, turns: ProxyTurnSummary[], lastWrite: Date): RolloutResult {
   const { spec } = header;
   return {
-    rollout_id: header.rollout_id,
-    task_id: spec.task_id ?? '',
-    sandbox_id: '',
-    reward: null,
-    rewards: {},
-    agent_exit_code: null,
-    agent_timed_out: false,
+    ...blankRolloutResult({
+      rollout_id: header.rollout_id,
+      task_id: spec.task_id ?? '',
+      mode: spec.mode,
+      endpoint: header.endpoint ?? { name: spec.endpoint ?? '', base_url: '', model: spec.model ?? '' },
+      template: spec.template ?? null,
+    }),
     wall_s: Math.max(0, Math.round(lastWrite.getTime() - Date.parse(header.created_at)) / 1000),
-    timings: {},
-    mode: spec.mode,
-    endpoint: header.endpoint ?? { name: spec.endpoint ?? '', base_url: '', model: spec.model ?? '' },
-    template: spec.template ?? null,
-    setup_results: [],
-    verify_results: [],
     proxy_turns: turns,
-    agent_events: [],
-    files: {},
-    files_extra: [],
-    agent_log_tail: '',
-    proxy_log_tail: '',
     error: INTERRUPTED_ERROR,
     error_kind: 'interrupted',
     trace_uri: traceUri(header.rollout_id),

@@ -1,10 +1,11 @@
-import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SandboxBinary } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
 import {
   accountFileArgs,
+  isDirectory,
+  isUnder,
   mountPointParentArgs,
   readOnlyAfterMountArgs,
   readOnlyRootArgs,
@@ -91,19 +92,6 @@ export interface Isolation {
   wrap(argv: string[], dirs: SandboxDirs, cwd: string, identity: LaunchIdentity): string[];
   /** Host path for an absolute sandbox path in the sandbox's writable area, or null when it is outside. */
   toHostPath(sandboxPath: string, dirs: SandboxDirs): string | null;
-}
-
-function isUnder(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
-function isDirectory(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 function limitArgs(host: HostCapabilities, limits: ResourceLimits, dedicatedUid: boolean): string[] {
