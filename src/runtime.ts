@@ -33,13 +33,16 @@ export interface Runtime {
 export function createRuntime(config: Config, logger: Logger): Runtime {
   const lifecycle = new Lifecycle(logger, config.shutdownGraceMs);
   let binaries: Partial<Record<SandboxBinary, string>> | null = null;
+  /** Why the opencode binary cannot be used, so a rollout can say so rather than that none was configured. */
+  let opencodeProblem: string | null = null;
   const resolveBinaries = (): Partial<Record<SandboxBinary, string>> => {
     if (!binaries) {
       binaries = { node: process.execPath };
       try {
         binaries.opencode = findOpencodeBinary(config.rollouts.opencodeBinary);
       } catch (error) {
-        logger.warn({ problem: (error as Error).message }, 'run_rollout will be unavailable');
+        opencodeProblem = (error as Error).message;
+        logger.warn({ problem: opencodeProblem }, 'run_rollout will be unavailable');
       }
     }
     return binaries;
@@ -65,6 +68,10 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
               concurrency,
               maxConsecutiveUpstreamFailures: config.rollouts.upstreamMaxFailures,
               maxRequestBytes: config.rollouts.maxRequestBytes,
+              agentProblem: () => {
+                resolveBinaries();
+                return opencodeProblem;
+              },
               endpoints: config.rollouts.endpoints,
               logger,
             }),

@@ -29,6 +29,8 @@ export interface RolloutRunnerDeps {
   maxConsecutiveUpstreamFailures: number;
   /** The agent's requests larger than this are refused by the proxy (OPENCODE_ENV_MAX_REQUEST_MB). */
   maxRequestBytes: number;
+  /** Why the agent cannot run on this server (its binary is missing), or null; checked before a sandbox is made. */
+  agentProblem?: () => string | null;
 }
 
 export interface RolloutRunOptions {
@@ -143,6 +145,8 @@ export class RolloutRunner implements RolloutService {
           throw cancelled();
         }
       });
+      const agentProblem = this.deps.agentProblem?.() ?? null;
+      if (agentProblem) throw new InfrastructureError('sandbox', `the agent cannot run on this server: ${agentProblem}`);
       sandbox = await phase('sandbox', () =>
         this.deps.provider
           .create({
