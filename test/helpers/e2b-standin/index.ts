@@ -1,0 +1,122 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadConfig } from '../../../src/config.js';
+import { createLogger } from '../../../src/log.js';
+import { resourcesDir } from '../../../src/paths.js';
+import { createSandboxProvider } from '../../../src/sandbox/factory.js';
+import { ControlPlane, type CreateFailure } from './control-plane.js';
+import { Envd, type StreamDrop } from './envd.js';
+import { headerRecord, readBody, sendJson, type RecordedRequest } from './http-util.js';
+import { SandboxRegistry, type StandInSandboxInfo } from './registry.js';
+
+export type { CreateFailure } from './control-plane.js';
+export type { StreamDrop } from './envd.js';
+export type { RecordedRequest } from './http-util.js';
+export type { StandInSandboxInfo } from './registry.js';
+
+export interface E2bStandInOptions {
+  /** The key the control plane accepts in `X-API-KEY`. Default `e2b_standin_key`. */
+  apiKey?: string;
+  /** Host directory under which sandbox directories are made. Default: the system temp directory. */
+  sandboxRootDir?: string;
+}
+
+export interface E2bStandIn {
+  /** For `E2B_API_URL` / the `apiUrl` option. */
+  apiUrl: string;
+  /** For `E2B_SANDBOX_URL` / the `sandboxUrl` option: one envd for every sandbox, routed by `E2b-Sandbox-Id`. */
+  sandboxUrl: string;
+  apiKey: string;
+  sandboxes(): StandInSandboxInfo[];
+  /** Every request to either server, in arrival order. */
+  requests: RecordedRequest[];
+  /** The next create calls answer these, one each, instead of creating (e.g. `{ status: 429, retryAfterS: 0 }`). */
+  failCreates(...failures: CreateFailure[]): void;
+  /** The next Start/Connect streams are cut after `afterEvents` events, one drop each. */
+  dropStreams(...drops: StreamDrop[]): void;
+  /** Kills a sandbox behind the SDK's back, as a crash or E2B itself would: its streams drop, later calls get 502/404. */
+  killSandbox(sandboxId: string): Promise<void>;
+  /** Kills every sandbox and stops both servers. */
+  close(): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer, record: RecordedRequest) => Promise<void>;
+
+async function listen(
+  name: RecordedRequest['server'],
+  requests: RecordedRequest[],
+  handler: Handler,
+): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://stand-in');
+    const record: RecordedRequest = {
+      server: name,
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers: headerRecord(req),
+      body: undefined,
+    };
+    requests.push(record);
+    res.on('finish', () => (record.status = res.statusCode));
+    void (async () => {
+      try {
+        await handler(req, res, url, await readBody(req), record);
+      } catch (error) {
+        if (!res.headersSent) sendJson(res, 500, { code: 500, message: (error as Error).message });
+        else res.destroy();
+      }
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+/**
+ * An offline E2B: the control plane and envd over real HTTP on 127.0.0.1, for the real `e2b` SDK. Each sandbox is
+ * a sandbox of this project's local backend, forced to bubblewrap with its network cut off (`--unshare-net`, own pid
+ * namespace), so commands really run, as the sandbox's own unprivileged user, and cannot reach the host.
+ */
+export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<E2bStandIn> {
+  const apiKey = options.apiKey ?? 'e2b_standin_key';
+  const config = loadConfig({
+    OPENCODE_ENV_ISOLATION: 'bwrap',
+    OPENCODE_ENV_SANDBOX_NETWORK: 'isolated',
+    ...(options.sandboxRootDir ? { OPENCODE_ENV_SANDBOX_DIR: options.sandboxRootDir } : {}),
+  });
+  const provider = createSandboxProvider(config.sandbox, {
+    resourcesDir,
+    hiddenPaths: [],
+    binaries: () => ({ node: process.execPath }),
+    logger: createLogger('silent'),
+  });
+  const registry = new SandboxRegistry(provider);
+  const controlPlane = new ControlPlane(apiKey, registry);
+  const envd = new Envd(registry);
+  const requests: RecordedRequest[] = [];
+  const api = await listen('api', requests, (...args) => controlPlane.handle(...args));
+  const sandboxServer = await listen('envd', requests, (...args) => envd.handle(...args));
+
+  let closing: Promise<void> | null = null;
+  return {
+    apiUrl: api.url,
+    sandboxUrl: sandboxServer.url,
+    apiKey,
+    requests,
+    sandboxes: () => registry.all().map((sandbox) => sandbox.info()),
+    failCreates: (...failures) => controlPlane.createFailures.push(...failures),
+    dropStreams: (...drops) => envd.streamDrops.push(...drops),
+    killSandbox: async (sandboxId) => {
+      const sandbox = registry.get(sandboxId);
+      if (sandbox) await registry.kill(sandbox, 'external');
+    },
+    close: () =>
+      (closing ??= (async () => {
+        await registry.killAll();
+        for (const server of [api.server, sandboxServer.server]) {
+          server.closeAllConnections();
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+        }
+      })()),
+  };
+}

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Sandbox, SandboxProvider } from '../../../src/sandbox/types.js';
+import { StandInProcess, type ProcessConfig } from './sandbox-process.js';
+
+/** The envd version the stand-in claims: new enough for every feature SDK 2.51.0 gates on a version. */
+export const STAND_IN_ENVD_VERSION = '0.6.13';
+const FIRST_PID = 1000;
+
+/** What a test can see of one stand-in sandbox. */
+export interface StandInSandboxInfo {
+  sandboxId: string;
+  templateId: string;
+  metadata: Record<string, string>;
+  envs: Record<string, string>;
+  /** Lifetime in seconds as last set by create, connect or setTimeout. */
+  timeoutS: number;
+  startedAt: Date;
+  endAt: Date;
+  state: 'running' | 'killed';
+  /** Why it ended: `api` (DELETE), `timeout` (its lifetime ran out), `external` (killed by the test), `close`. */
+  endedBy: 'api' | 'timeout' | 'external' | 'close' | null;
+  /** Processes that have not ended yet. */
+  runningPids: number[];
+}
+
+function newSandboxId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  return Array.from(randomBytes(20), (byte) => alphabet[byte % alphabet.length]).join('');
+}
+
+/** One sandbox: a sandbox of this project's local backend (bubblewrap, no network), with envd's process table. */
+export class StandInSandbox {
+  readonly sandboxId = newSandboxId();
+  readonly envdAccessToken = randomBytes(16).toString('hex');
+  readonly startedAt = new Date();
+  endAt: Date;
+  timeoutS: number;
+  endedBy: StandInSandboxInfo['endedBy'] = null;
+  private lifetimeTimer: NodeJS.Timeout | null = null;
+  readonly processes = new Map<number, StandInProcess>();
+  private nextPid = FIRST_PID;
+  /** Closes the envd streams open on this sandbox (a dead sandbox's connections drop, as through E2B's proxy). */
+  readonly openStreams = new Set<() => void>();
+
+  constructor(
+    readonly sandbox: Sandbox,
+    readonly templateId: string,
+    readonly metadata: Record<string, string>,
+    readonly envs: Record<string, string>,
+    timeoutS: number,
+    private readonly onExpire: (sandbox: StandInSandbox) => void,
+  ) {
+    this.timeoutS = timeoutS;
+    this.endAt = new Date();
+    this.setLifetime(timeoutS);
+  }
+
+  get alive(): boolean {
+    return this.endedBy === null;
+  }
+
+  /** Like E2B: the sandbox now ends `seconds` from now, whether that extends or shortens its life. */
+  setLifetime(seconds: number): void {
+    this.timeoutS = seconds;
+    this.endAt = new Date(Date.now() + seconds * 1000);
+    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
+    this.lifetimeTimer = setTimeout(() => this.onExpire(this), seconds * 1000);
+    this.lifetimeTimer.unref();
+  }
+
+  startProcess(config: ProcessConfig, stdin: boolean): StandInProcess {
+    const pid = this.nextPid++;
+    const cwd = path.posix.resolve(this.sandbox.homeDir, config.cwd ?? '');
+    const process = new StandInProcess(pid, config, stdin, (onStdout, onStderr) =>
+      this.sandbox.start([config.cmd, ...config.args], { cwd, env: { ...this.envs, ...config.envs }, onStdout, onStderr }),
+    );
+    this.processes.set(pid, process);
+    void process.ended.then(() => this.processes.delete(pid));
+    return process;
+  }
+
+  async kill(reason: NonNullable<StandInSandboxInfo['endedBy']>): Promise<void> {
+    if (this.endedBy !== null) return;
+    this.endedBy = reason;
+    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
+    for (const close of this.openStreams) close();
+    await this.sandbox.kill();
+  }
+
+  info(): StandInSandboxInfo {
+    return {
+      sandboxId: this.sandboxId,
+      templateId: this.templateId,
+      metadata: { ...this.metadata },
+      envs: { ...this.envs },
+      timeoutS: this.timeoutS,
+      startedAt: this.startedAt,
+      endAt: this.endAt,
+      state: this.alive ? 'running' : 'killed',
+      endedBy: this.endedBy,
+      runningPids: [...this.processes.keys()],
+    };
+  }
+}
+
+/** Every sandbox the stand-in has made, dead ones included (envd answers 502 for those, the API 404). */
+export class SandboxRegistry {
+  private readonly sandboxes = new Map<string, StandInSandbox>();
+  private readonly kills = new Set<Promise<void>>();
+
+  constructor(private readonly provider: SandboxProvider) {}
+
+  async create(options: {
+    templateId: string;
+    metadata: Record<string, string>;
+    envs: Record<string, string>;
+    timeoutS: number;
+  }): Promise<StandInSandbox> {
+    const sandbox = await this.provider.create({ label: 'e2b-standin', metadata: options.metadata });
+    const standIn = new StandInSandbox(sandbox, options.templateId, options.metadata, options.envs, options.timeoutS, (expired) => {
+      void this.kill(expired, 'timeout');
+    });
+    this.sandboxes.set(standIn.sandboxId, standIn);
+    return standIn;
+  }
+
+  get(sandboxId: string): StandInSandbox | undefined {
+    return this.sandboxes.get(sandboxId);
+  }
+
+  /** A live sandbox, or undefined for unknown and dead ones. */
+  live(sandboxId: string): StandInSandbox | undefined {
+    const found = this.sandboxes.get(sandboxId);
+    return found?.alive ? found : undefined;
+  }
+
+  all(): StandInSandbox[] {
+    return [...this.sandboxes.values()];
+  }
+
+  kill(sandbox: StandInSandbox, reason: NonNullable<StandInSandboxInfo['endedBy']>): Promise<void> {
+    const killing = sandbox.kill(reason);
+    this.kills.add(killing);
+    void killing.finally(() => this.kills.delete(killing));
+    return killing;
+  }
+
+  async killAll(): Promise<void> {
+    await Promise.all(this.all().map((sandbox) => this.kill(sandbox, 'close')));
+    await Promise.all([...this.kills]);
+    await this.provider.killAll();
+  }
+}
