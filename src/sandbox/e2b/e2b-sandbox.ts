@@ -1,0 +1,372 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { FileType, type Sandbox as SdkSandbox } from 'e2b';
+import { SandboxError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { CappedOutput } from '../../util/capped-output.js';
+import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
+import { E2bProcess } from './e2b-process.js';
+import { killCommandLine, shellQuote, wrappedCommandLine } from './shell.js';
+
+const HOME_DIR = '/home/user';
+/** The template's unprivileged user, who runs the agent's commands. */
+const AGENT_USER = 'user';
+/** E2B runs a command as any user: the verifier is root, which the agent cannot become or signal. */
+const VERIFIER_USER = 'root';
+const VERIFIER_HOME = '/root';
+const VERIFIER_TMP = '/root/.opencode-env-tmp';
+/** Root-owned, so the agent cannot change what later runs from there (the Python driver, the LLM bridge). */
+const RESOURCES_DIR = '/opt/opencode-env/resources';
+
+const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+/** Deadline of our own housekeeping commands (kills, lookups): short, they do little. */
+const HOUSEKEEPING_TIMEOUT_MS = 30_000;
+/** How long kill() waits for the streams of its processes to break once the VM is gone. */
+const KILL_GRACE_MS = 5000;
+
+export interface E2bSandboxDeps {
+  sdk: SdkSandbox;
+  /** Killed this long after creation (E2B kills it then too: it was created with this timeout). */
+  lifetimeMs: number;
+  /** The project's resources/ directory on this machine, uploaded on first use. */
+  resourcesDir: string;
+  onKilled: (sandbox: E2bSandbox) => void;
+  logger: Logger;
+}
+
+type Role = 'agent' | 'verifier';
+
+/**
+ * A sandbox in E2B's cloud (a Firecracker microVM), driven through the SDK: commands and files go over envd.
+ * Every command runs in `wrappedCommandLine`, so its whole process tree can be found and killed; the SDK's own
+ * command timeout is always off (`timeoutMs: 0`: its default of 60 s would cut long commands and, worse, leave
+ * them running), and deadlines are enforced here by killing the tree.
+ */
+export class E2bSandbox implements Sandbox {
+  readonly backend = 'e2b' as const;
+  readonly isolation = 'e2b-microvm';
+  readonly id: string;
+  readonly homeDir = HOME_DIR;
+  readonly workdir = `${HOME_DIR}/workdir`;
+  readonly rewardDir = `${HOME_DIR}/logs/verifier`;
+  private readonly processes = new Set<E2bProcess>();
+  private readonly resources = new Map<string, Promise<string>>();
+  private readonly lookups = new Map<string, Promise<string>>();
+  private readonly lifetimeTimer: NodeJS.Timeout;
+  private killPromise: Promise<void> | null = null;
+  private processCounter = 0;
+  /** Set by `prepareVerifier()`: verifier commands may run, and files the host writes are root's. */
+  private verifierReady = false;
+
+  constructor(private readonly deps: E2bSandboxDeps) {
+    this.id = deps.sdk.sandboxId;
+    // E2B ends the VM at the same moment; this makes the object refuse work (and frees its slot) then too.
+    this.lifetimeTimer = setTimeout(() => void this.kill().catch(() => undefined), deps.lifetimeMs).unref();
+  }
+
+  get killed(): boolean {
+    return this.killPromise !== null;
+  }
+
+  private ensureAlive(): void {
+    if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
+  }
+
+  private envFor(role: Role, env: Record<string, string> | undefined): Record<string, string> {
+    if (role === 'agent') return { TMPDIR: '/tmp', ...env };
+    // Nothing of the agent's: not its HOME, /tmp or user site-packages. The create options' env is E2B's sandbox env.
+    return { HOME: VERIFIER_HOME, USER: 'verifier', LOGNAME: 'verifier', TMPDIR: VERIFIER_TMP, PYTHONNOUSERSITE: '1', ...env };
+  }
+
+  private userFor(role: Role): string {
+    return role === 'verifier' ? VERIFIER_USER : AGENT_USER;
+  }
+
+  private async launch(argv: string[], options: StartOptions, role: Role, withStdin: boolean): Promise<E2bProcess> {
+    this.ensureAlive();
+    if (argv.length === 0) throw new SandboxError('empty command');
+    if (role === 'verifier' && !this.verifierReady) throw new SandboxError('verifier commands run only after prepareVerifier()');
+    const marker = `${this.id}-${++this.processCounter}`;
+    const user = this.userFor(role);
+    const decode = (callback: ((chunk: Buffer) => void) | undefined) =>
+      callback ? (data: string) => callback(Buffer.from(data, 'utf8')) : undefined;
+    const onStdout = decode(options.onStdout);
+    const onStderr = decode(options.onStderr);
+    let handle;
+    try {
+      handle = await this.deps.sdk.commands.run(wrappedCommandLine(argv, marker), {
+        background: true,
+        stdin: withStdin,
+        cwd: options.cwd ? this.absolute(options.cwd) : this.workdir,
+        envs: this.envFor(role, options.env),
+        user,
+        // Never the SDK's deadline (60 s by default): it ends only the stream and leaves the command running.
+        timeoutMs: 0,
+        ...(onStdout ? { onStdout } : {}),
+        ...(onStderr ? { onStderr } : {}),
+      });
+    } catch (error) {
+      throw this.failure(`could not start ${argv[0]}`, error);
+    }
+    const process: E2bProcess = new E2bProcess({
+      handle,
+      killTree: () => this.housekeeping(killCommandLine(marker), user).then(() => undefined),
+      onExit: () => this.processes.delete(process),
+    });
+    this.processes.add(process);
+    return process;
+  }
+
+  async start(argv: string[], options: StartOptions = {}): Promise<SandboxProcess> {
+    return this.launch(argv, options, 'agent', true);
+  }
+
+  async run(argv: string[], options: RunOptions): Promise<CommandResult> {
+    const limit = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    const stdout = new CappedOutput(limit);
+    const stderr = new CappedOutput(limit);
+    const startedAt = performance.now();
+    if (options.signal?.aborted) {
+      return { exitCode: 130, signal: null, stdout: '', stderr: 'aborted before start', durationMs: 0, timedOut: false, aborted: true };
+    }
+    let timedOut = false;
+    let aborted = false;
+    let child: E2bProcess | null = null;
+    // Armed before the start round trip, which counts against the deadline too.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void child?.kill();
+    }, options.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      void child?.kill();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const withStdin = options.stdin !== undefined;
+      child = await this.launch(
+        argv,
+        {
+          ...(options.cwd ? { cwd: options.cwd } : {}),
+          ...(options.env ? { env: options.env } : {}),
+          onStdout: (chunk) => {
+            stdout.push(chunk);
+            options.onStdout?.(chunk);
+          },
+          onStderr: (chunk) => {
+            stderr.push(chunk);
+            options.onStderr?.(chunk);
+          },
+        },
+        options.as ?? 'agent',
+        withStdin,
+      );
+      if (timedOut || aborted) void child.kill();
+      else if (withStdin) {
+        await child.write(options.stdin!);
+        await child.endInput();
+      }
+      const exit = await child.exited;
+      return {
+        exitCode: exit.exitCode,
+        signal: exit.signal,
+        stdout: stdout.toString(),
+        stderr: stderr.toString(),
+        durationMs: performance.now() - startedAt,
+        timedOut,
+        aborted,
+      };
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** One of our own short commands (a kill, a lookup); its output, or a SandboxError. */
+  private async housekeeping(commandLine: string, user: string): Promise<string> {
+    try {
+      const result = await this.deps.sdk.commands.run(commandLine, { user, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });
+      return result.stdout;
+    } catch (error) {
+      throw this.failure('a housekeeping command failed', error);
+    }
+  }
+
+  private absolute(sandboxPath: string): string {
+    return path.posix.isAbsolute(sandboxPath) ? path.posix.normalize(sandboxPath) : path.posix.join(this.workdir, sandboxPath);
+  }
+
+  /** Once the verifier has the workdir, what the host writes (the test script) is root's, like the reward dir. */
+  private fileUser(): string {
+    return this.verifierReady ? VERIFIER_USER : AGENT_USER;
+  }
+
+  async writeFile(sandboxPath: string, content: string | Uint8Array): Promise<void> {
+    this.ensureAlive();
+    const target = this.absolute(sandboxPath);
+    const data = typeof content === 'string' ? content : new Blob([new Uint8Array(content)]);
+    try {
+      await this.deps.sdk.files.write(target, data, { user: this.fileUser() });
+    } catch (error) {
+      throw this.failure(`could not write ${target}`, error);
+    }
+  }
+
+  /** E2B's files.read follows symlinks: look first (envd's Stat does not follow the last link), and read regular files only. */
+  async readFile(sandboxPath: string): Promise<Buffer> {
+    this.ensureAlive();
+    const target = this.absolute(sandboxPath);
+    const user = this.fileUser();
+    try {
+      const info = await this.deps.sdk.files.getInfo(target, { user });
+      if (info.type !== FileType.FILE) throw new SandboxError(`${target} is not a regular file (${info.type ?? 'unknown type'})`);
+      return Buffer.from(await this.deps.sdk.files.read(target, { format: 'bytes', user }));
+    } catch (error) {
+      throw this.failure(`could not read ${target}`, error);
+    }
+  }
+
+  async listFiles(dir: string, options: { maxDepth?: number } = {}): Promise<FileEntry[]> {
+    this.ensureAlive();
+    const target = this.absolute(dir);
+    const user = this.fileUser();
+    try {
+      const info = await this.deps.sdk.files.getInfo(target, { user });
+      if (info.type !== FileType.DIR) throw new SandboxError(`${target} is not a directory (${info.type ?? 'unknown type'})`);
+      const entries = await this.deps.sdk.files.list(target, { depth: options.maxDepth ?? 64, user });
+      const links = entries.filter((e) => e.type === FileType.SYMLINK).map((e) => `${e.path}/`);
+      return (
+        entries
+          // Nothing reached through a link: the listing never follows one.
+          .filter((e) => !links.some((link) => e.path.startsWith(link)))
+          .map((e) => ({
+            path: path.posix.relative(target, e.path),
+            type: entryType(e.type),
+            size: e.size,
+          }))
+          .filter((e) => e.path !== '' && !e.path.startsWith('..'))
+      );
+    } catch (error) {
+      throw this.failure(`could not list ${target}`, error);
+    }
+  }
+
+  async resourcePath(relativePath: string): Promise<string> {
+    this.ensureAlive();
+    const normalized = path.posix.normalize(relativePath);
+    if (normalized.startsWith('..') || path.posix.isAbsolute(normalized)) throw new SandboxError(`${relativePath} is not a resource`);
+    let uploaded = this.resources.get(normalized);
+    if (!uploaded) {
+      uploaded = (async () => {
+        const content = await readFile(path.join(this.deps.resourcesDir, normalized));
+        const target = path.posix.join(RESOURCES_DIR, normalized);
+        try {
+          await this.deps.sdk.files.write(target, new Blob([new Uint8Array(content)]), { user: VERIFIER_USER });
+        } catch (error) {
+          throw this.failure(`could not upload ${normalized}`, error);
+        }
+        return target;
+      })();
+      this.resources.set(normalized, uploaded);
+      // A failed upload is retried by the next caller.
+      uploaded.catch(() => this.resources.delete(normalized));
+    }
+    return uploaded;
+  }
+
+  /** Where `program` is on the template's PATH (for now: the template's python3, node and opencode). */
+  private lookUp(program: string): Promise<string> {
+    let found = this.lookups.get(program);
+    if (!found) {
+      found = this.housekeeping(`command -v ${shellQuote(program)} || true`, AGENT_USER).then((stdout) => {
+        const where = stdout.trim();
+        if (!where.startsWith('/')) throw new SandboxError(`${program} is not installed in the template of sandbox ${this.id}`);
+        return where;
+      });
+      this.lookups.set(program, found);
+      found.catch(() => this.lookups.delete(program));
+    }
+    return found;
+  }
+
+  async pythonExecutable(): Promise<string> {
+    this.ensureAlive();
+    return this.lookUp('python3');
+  }
+
+  async binaryPath(binary: SandboxBinary): Promise<string> {
+    this.ensureAlive();
+    return this.lookUp(binary);
+  }
+
+  async openLlmChannel(_accept: (connection: Duplex) => void): Promise<LlmChannel> {
+    this.ensureAlive();
+    throw new SandboxError('the LLM channel of E2B sandboxes is not available yet: it arrives with the in-sandbox relay');
+  }
+
+  async prepareVerifier(): Promise<void> {
+    this.ensureAlive();
+    this.verifierReady = false;
+    await Promise.allSettled([...this.processes].map((p) => p.kill()));
+    // As root, after every process of the agent's user is gone, so nothing changes under these steps.
+    const home = shellQuote(HOME_DIR);
+    const script = [
+      `if id -u ${AGENT_USER} >/dev/null 2>&1; then for i in 1 2 3 4 5 6 7 8 9 10; do pkill -KILL -u ${AGENT_USER} || break; sleep 0.05; done; fi`,
+      // The agent may have made its home unreadable (chmod 000 ~), or replaced its home or workdir with a link or a file.
+      `for d in ${home} ${shellQuote(this.workdir)}; do if [ -L "$d" ] || [ ! -d "$d" ]; then rm -rf "$d" && mkdir "$d" && chown ${AGENT_USER}: "$d"; fi; chmod 755 "$d"; done`,
+      // Whatever the agent left at ~/logs goes; root makes it anew, and only root can write the reward dir.
+      `rm -rf ${home}/logs && mkdir -m 755 ${home}/logs ${shellQuote(this.rewardDir)}`,
+      `rm -rf ${VERIFIER_TMP} && mkdir -m 700 ${VERIFIER_TMP}`,
+      // Test scripts written for one shared HOME write `$HOME/logs/verifier/reward.txt`: that still reaches the reward dir.
+      `rm -rf ${VERIFIER_HOME}/logs && ln -s ${home}/logs ${VERIFIER_HOME}/logs`,
+    ].join(' && ');
+    try {
+      await this.deps.sdk.commands.run(`set -e; ${script}`, { user: VERIFIER_USER, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });
+    } catch (error) {
+      throw this.failure(`could not prepare the verifier of sandbox ${this.id}`, error);
+    }
+    this.verifierReady = true;
+  }
+
+  /** A SandboxError naming what failed, from whatever the SDK threw (kept as the cause). */
+  private failure(what: string, error: unknown): SandboxError {
+    if (error instanceof SandboxError) return error;
+    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const gone = this.killed ? ' (the sandbox has been killed)' : '';
+    return new SandboxError(`${what} in sandbox ${this.id}${gone}: ${detail}`, { cause: error });
+  }
+
+  kill(): Promise<void> {
+    this.killPromise ??= (async () => {
+      clearTimeout(this.lifetimeTimer);
+      try {
+        // Killing the VM ends every process; their streams break, which settles each one's `exited`.
+        await this.deps.sdk.kill();
+      } catch (error) {
+        this.deps.logger.warn({ sandbox: this.id, error }, 'could not kill an E2B sandbox; it ends when its lifetime does');
+      } finally {
+        // Bounded: a sandbox E2B could not kill may still be streaming.
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, KILL_GRACE_MS)));
+        await Promise.race([Promise.allSettled([...this.processes].map((p) => p.exited)), grace]);
+        clearTimeout(timer);
+        this.deps.onKilled(this);
+      }
+    })();
+    return this.killPromise;
+  }
+}
+
+function entryType(type: FileType | undefined): FileEntry['type'] {
+  switch (type) {
+    case FileType.FILE:
+      return 'file';
+    case FileType.DIR:
+      return 'dir';
+    case FileType.SYMLINK:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}
