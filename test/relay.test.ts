@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
 import { createSandboxProvider } from '../src/sandbox/factory.js';
+import { openRelayLlmChannel } from '../src/sandbox/relay/relay-channel.js';
 import { RelayMux } from '../src/sandbox/relay/relay-mux.js';
 import type { Sandbox, SandboxProvider } from '../src/sandbox/types.js';
 import { makeSystemTempDir, removeDir } from './helpers/server.js';
@@ -129,5 +130,42 @@ describe('LLM channel over a relay on stdin/stdout', () => {
     const flooded = new RelayMux({ write: async () => {}, accept: () => {}, maxFrameBytes: 1024 });
     for (let i = 0; i < 10; i += 1) flooded.push(Buffer.alloc(512, 0x41));
     assert.match(flooded.problem ?? '', /size limit/, 'a line without end is bounded');
+  });
+});
+
+// A remote sandbox shares one network among its commands, so the relay runs on its own and any later command
+// uses its URL. Plain processes on the host network stand in for that here.
+describe('openRelayLlmChannel: a relay for the whole sandbox life, used by later commands', () => {
+  let rootDir: string;
+  let provider: SandboxProvider;
+  let sandbox: Sandbox;
+  const upstream = http.createServer((req, res) => res.end(`answered ${req.method} ${req.url}`));
+
+  before(async () => {
+    rootDir = makeSystemTempDir('relay-channel');
+    const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, OPENCODE_ENV_ISOLATION: 'none' });
+    provider = createSandboxProvider(config.sandbox, {
+      resourcesDir,
+      hiddenPaths: [],
+      binaries: () => ({ node: process.execPath }),
+      logger: createLogger('silent'),
+    });
+    sandbox = await provider.create({ label: 'relay-channel' });
+  });
+  after(async () => {
+    await provider.killAll();
+    removeDir(rootDir);
+  });
+
+  it('gives a plain loopback URL that a separate command reaches the host through, and closes cleanly', async () => {
+    const channel = await openRelayLlmChannel(sandbox, (connection) => upstream.emit('connection', connection));
+    assert.match(channel.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const node = await sandbox.binaryPath('node');
+    const script = `fetch(process.argv[1] + '/v1/chat/completions', { method: 'POST', body: '{}' }).then((r) => r.text()).then(console.log)`;
+    const result = await sandbox.run(await channel.command([node, '-e', script, channel.url]), { timeoutMs: 30_000 });
+    assert.equal(result.stdout.trim(), 'answered POST /v1/chat/completions', result.stderr);
+    await channel.close();
+    const after = await sandbox.run([node, '-e', script, channel.url], { timeoutMs: 30_000 });
+    assert.notEqual(after.exitCode, 0, 'nothing listens once the channel is closed');
   });
 });
