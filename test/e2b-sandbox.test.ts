@@ -39,7 +39,10 @@ sandboxContract({
       [
         'delivers HTTP requests made inside the sandbox to the host through its LLM channel',
         'kill ends every process and channel, and the sandbox refuses further work',
-      ].map((name) => [name, 'needs the LLM channel, which arrives with the in-sandbox relay']),
+      ].map((name) => [
+        name,
+        'the relay is uploaded as root to /opt/opencode-env, and the stand-in runs every command as the sandbox user (it ignores `user`)',
+      ]),
     ),
     ...Object.fromEntries(
       [

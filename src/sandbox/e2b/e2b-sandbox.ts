@@ -6,6 +6,7 @@ import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
+import { openRelayLlmChannel } from '../relay/relay-channel.js';
 import { E2bProcess } from './e2b-process.js';
 import { killCommandLine, shellQuote, wrappedCommandLine } from './shell.js';
 
@@ -51,6 +52,7 @@ export class E2bSandbox implements Sandbox {
   readonly workdir = `${HOME_DIR}/workdir`;
   readonly rewardDir = `${HOME_DIR}/logs/verifier`;
   private readonly processes = new Set<E2bProcess>();
+  private readonly channels = new Set<LlmChannel>();
   private readonly resources = new Map<string, Promise<string>>();
   private readonly lookups = new Map<string, Promise<string>>();
   private readonly lifetimeTimer: NodeJS.Timeout;
@@ -300,9 +302,16 @@ export class E2bSandbox implements Sandbox {
     return this.lookUp(binary);
   }
 
-  async openLlmChannel(_accept: (connection: Duplex) => void): Promise<LlmChannel> {
+  /** The sandbox has no route to the server: the relay carries the agent's connections over its own stdin and stdout. */
+  async openLlmChannel(accept: (connection: Duplex) => void): Promise<LlmChannel> {
     this.ensureAlive();
-    throw new SandboxError('the LLM channel of E2B sandboxes is not available yet: it arrives with the in-sandbox relay');
+    const channel = await openRelayLlmChannel(this, accept);
+    if (this.killPromise) {
+      await channel.close();
+      throw new SandboxError(`sandbox ${this.id} has been killed`);
+    }
+    this.channels.add(channel);
+    return channel;
   }
 
   async prepareVerifier(): Promise<void> {
@@ -340,6 +349,7 @@ export class E2bSandbox implements Sandbox {
   kill(): Promise<void> {
     this.killPromise ??= (async () => {
       clearTimeout(this.lifetimeTimer);
+      await Promise.allSettled([...this.channels].map((channel) => channel.close()));
       try {
         // Killing the VM ends every process; their streams break, which settles each one's `exited`.
         await this.deps.sdk.kill();
