@@ -19,6 +19,11 @@ export class E2bProcess implements SandboxProcess {
   readonly exited: Promise<ProcessExit>;
   private killing: Promise<void> | null = null;
   private inputEnded = false;
+  /**
+   * Set when the command's stream broke before envd reported an end (the sandbox died, or the connection was cut):
+   * what the SDK threw. The command may still be running, or may have run in part; it is never started again.
+   */
+  lostWith: unknown = null;
 
   constructor(private readonly deps: E2bProcessDeps) {
     this.pid = deps.handle.pid;
@@ -26,11 +31,12 @@ export class E2bProcess implements SandboxProcess {
       .wait()
       .then(
         (result) => exitFromEnvd(result.exitCode, result.error, this.killing !== null),
-        (error: unknown) =>
-          error instanceof CommandExitError
-            ? exitFromEnvd(error.exitCode, error.error, this.killing !== null)
-            : // The stream broke (the sandbox died or the connection failed): the process is gone as far as we can tell.
-              exitFromEnvd(null, undefined, true),
+        (error: unknown) => {
+          if (error instanceof CommandExitError) return exitFromEnvd(error.exitCode, error.error, this.killing !== null);
+          // The stream broke (the sandbox died or the connection failed): the process is gone as far as we can tell.
+          if (this.killing === null) this.lostWith = error;
+          return exitFromEnvd(null, undefined, true);
+        },
       )
       .finally(() => deps.onExit());
   }

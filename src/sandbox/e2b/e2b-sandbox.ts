@@ -7,7 +7,9 @@ import type { Logger } from '../../log.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import { openRelayLlmChannel } from '../relay/relay-channel.js';
+import { classifyE2bError, isTransientE2bError, sandboxErrorFromE2b, type E2bStep } from './e2b-errors.js';
 import { E2bProcess } from './e2b-process.js';
+import { withRetries, type RetryPolicy } from './retry.js';
 import { killCommandLine, shellQuote, wrappedCommandLine } from './shell.js';
 
 const HOME_DIR = '/home/user';
@@ -34,6 +36,8 @@ export interface E2bSandboxDeps {
   resourcesDir: string;
   onKilled: (sandbox: E2bSandbox) => void;
   logger: Logger;
+  /** Retries of file transfers; E2B_RETRY_POLICY by default. */
+  retryPolicy?: RetryPolicy;
 }
 
 type Role = 'agent' | 'verifier';
@@ -109,7 +113,8 @@ export class E2bSandbox implements Sandbox {
         ...(onStderr ? { onStderr } : {}),
       });
     } catch (error) {
-      throw this.failure(`could not start ${argv[0]}`, error);
+      // Never retried, whatever failed: the Start request may have reached envd, and a second one could run it twice.
+      throw this.failure(`start ${argv[0]}`, error, 'command');
     }
     const process: E2bProcess = new E2bProcess({
       handle,
@@ -170,6 +175,7 @@ export class E2bSandbox implements Sandbox {
         await child.endInput();
       }
       const exit = await child.exited;
+      if (child.lostWith !== null && !timedOut && !aborted) throw await this.lostCommand(child, argv);
       return {
         exitCode: exit.exitCode,
         signal: exit.signal,
@@ -185,13 +191,26 @@ export class E2bSandbox implements Sandbox {
     }
   }
 
+  /**
+   * The error for a command whose stream broke before it ended. It is not run again (it may have run in part, and a
+   * Start that reached envd cannot be taken back); if the sandbox is still there, what is left of it is killed.
+   */
+  private async lostCommand(child: E2bProcess, argv: string[]): Promise<SandboxError> {
+    const error = this.failure(`finish ${argv[0]}`, child.lostWith, 'command');
+    if (this.killed || classifyE2bError(child.lostWith, 'command') === 'sandbox_ended') return error;
+    await child.kill().catch(() => undefined);
+    return new SandboxError(`${error.message}; the connection to the command broke while it ran, and it was not run again`, {
+      cause: error.cause,
+    });
+  }
+
   /** One of our own short commands (a kill, a lookup); its output, or a SandboxError. */
   private async housekeeping(commandLine: string, user: string): Promise<string> {
     try {
       const result = await this.deps.sdk.commands.run(commandLine, { user, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });
       return result.stdout;
     } catch (error) {
-      throw this.failure('a housekeeping command failed', error);
+      throw this.failure('run a housekeeping command', error, 'command');
     }
   }
 
@@ -208,11 +227,8 @@ export class E2bSandbox implements Sandbox {
     this.ensureAlive();
     const target = this.absolute(sandboxPath);
     const data = typeof content === 'string' ? content : new Blob([new Uint8Array(content)]);
-    try {
-      await this.deps.sdk.files.write(target, data, { user: this.fileUser() });
-    } catch (error) {
-      throw this.failure(`could not write ${target}`, error);
-    }
+    const user = this.fileUser();
+    await this.transfer(`write ${target}`, () => this.deps.sdk.files.write(target, data, { user }));
   }
 
   /** E2B's files.read follows symlinks: look first (envd's Stat does not follow the last link), and read regular files only. */
@@ -220,20 +236,18 @@ export class E2bSandbox implements Sandbox {
     this.ensureAlive();
     const target = this.absolute(sandboxPath);
     const user = this.fileUser();
-    try {
+    return this.transfer(`read ${target}`, async () => {
       const info = await this.deps.sdk.files.getInfo(target, { user });
       if (info.type !== FileType.FILE) throw new SandboxError(`${target} is not a regular file (${info.type ?? 'unknown type'})`);
       return Buffer.from(await this.deps.sdk.files.read(target, { format: 'bytes', user }));
-    } catch (error) {
-      throw this.failure(`could not read ${target}`, error);
-    }
+    });
   }
 
   async listFiles(dir: string, options: { maxDepth?: number } = {}): Promise<FileEntry[]> {
     this.ensureAlive();
     const target = this.absolute(dir);
     const user = this.fileUser();
-    try {
+    return this.transfer(`list ${target}`, async () => {
       const info = await this.deps.sdk.files.getInfo(target, { user });
       if (info.type !== FileType.DIR) throw new SandboxError(`${target} is not a directory (${info.type ?? 'unknown type'})`);
       const entries = await this.deps.sdk.files.list(target, { depth: options.maxDepth ?? 64, user });
@@ -249,9 +263,15 @@ export class E2bSandbox implements Sandbox {
           }))
           .filter((e) => e.path !== '' && !e.path.startsWith('..'))
       );
-    } catch (error) {
-      throw this.failure(`could not list ${target}`, error);
-    }
+    });
+  }
+
+  /** Makes a directory (and its parents) as the agent's user; one that exists already is fine. */
+  async makeDir(sandboxPath: string): Promise<void> {
+    this.ensureAlive();
+    const target = this.absolute(sandboxPath);
+    const user = this.fileUser();
+    await this.transfer(`make the directory ${target}`, () => this.deps.sdk.files.makeDir(target, { user }));
   }
 
   async resourcePath(relativePath: string): Promise<string> {
@@ -263,11 +283,9 @@ export class E2bSandbox implements Sandbox {
       uploaded = (async () => {
         const content = await readFile(path.join(this.deps.resourcesDir, normalized));
         const target = path.posix.join(RESOURCES_DIR, normalized);
-        try {
-          await this.deps.sdk.files.write(target, new Blob([new Uint8Array(content)]), { user: VERIFIER_USER });
-        } catch (error) {
-          throw this.failure(`could not upload ${normalized}`, error);
-        }
+        await this.transfer(`upload ${normalized}`, () =>
+          this.deps.sdk.files.write(target, new Blob([new Uint8Array(content)]), { user: VERIFIER_USER }),
+        );
         return target;
       })();
       this.resources.set(normalized, uploaded);
@@ -333,17 +351,31 @@ export class E2bSandbox implements Sandbox {
     try {
       await this.deps.sdk.commands.run(`set -e; ${script}`, { user: VERIFIER_USER, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });
     } catch (error) {
-      throw this.failure(`could not prepare the verifier of sandbox ${this.id}`, error);
+      throw this.failure('prepare the verifier', error, 'command');
     }
     this.verifierReady = true;
   }
 
-  /** A SandboxError naming what failed, from whatever the SDK threw (kept as the cause). */
-  private failure(what: string, error: unknown): SandboxError {
-    if (error instanceof SandboxError) return error;
-    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    const gone = this.killed ? ' (the sandbox has been killed)' : '';
-    return new SandboxError(`${what} in sandbox ${this.id}${gone}: ${detail}`, { cause: error });
+  /**
+   * A file transfer: idempotent (a read, a stat, a listing, an overwrite, a mkdir can be sent again), so retried with
+   * backoff while E2B is busy, rate-limited or unreachable, and never once this sandbox has been killed.
+   */
+  private async transfer<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await withRetries(operation, {
+        isRetryable: (error) => !this.killed && isTransientE2bError(error, 'file'),
+        onRetry: (error, attempt, delayMs) =>
+          this.deps.logger.warn({ sandbox: this.id, what, attempt, delayMs, error }, 'E2B file transfer failed; retrying'),
+        ...(this.deps.retryPolicy ? { policy: this.deps.retryPolicy } : {}),
+      });
+    } catch (error) {
+      throw this.failure(what, error, 'file');
+    }
+  }
+
+  /** A SandboxError naming what failed, what happened and what to do, from whatever the SDK threw (kept as the cause). */
+  private failure(what: string, error: unknown, step: E2bStep): SandboxError {
+    return sandboxErrorFromE2b(error, { step, what, sandboxId: this.id, killedByUs: this.killed });
   }
 
   kill(): Promise<void> {

@@ -1,16 +1,27 @@
 import { E2B } from 'e2b';
-import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Sandbox, SandboxCreateOptions, SandboxProvider } from '../types.js';
 import { CreateLimiter } from './create-limiter.js';
+import { isTransientE2bError, sandboxErrorFromE2b } from './e2b-errors.js';
 import { E2bSandbox } from './e2b-sandbox.js';
+import { withRetries, type RetryPolicy } from './retry.js';
 import { DEFAULT_E2B_LIFETIME_MS, E2B_APP_TAG, type E2bSandboxSettings } from './settings.js';
+
+/**
+ * The SDK's own retries of a control-plane 429, which we keep (explicitly, at its default): it alone sees the
+ * Retry-After header (its RateLimitError carries none), so it alone can wait what E2B asks. It sends a create at most
+ * 1 + 3 times and only while the waits fit in its request timeout (60 s). Our retries (retry.ts) add what it does not
+ * cover (503, network failures) and never retry its RateLimitError again, so attempts do not multiply.
+ */
+const SDK_RATE_LIMIT_RETRIES = 3;
 
 export interface E2bProviderOptions {
   settings: E2bSandboxSettings;
   /** The project's resources/ directory, uploaded into sandboxes on first use. */
   resourcesDir: string;
   logger: Logger;
+  /** Retries of creation and file transfers; E2B_RETRY_POLICY by default (tests make the waits short). */
+  retryPolicy?: RetryPolicy;
 }
 
 /** Sandboxes in E2B's cloud, created through the SDK with explicit options (never by changing its environment). */
@@ -26,7 +37,13 @@ export class E2bSandboxProvider implements SandboxProvider {
   ) {
     const { apiKey, domain, apiUrl, sandboxUrl } = options.settings;
     // Only what the caller set: anything left out, the SDK takes from its own E2B_* variables.
-    this.client = new E2B({ apiKey, ...(domain ? { domain } : {}), ...(apiUrl ? { apiUrl } : {}), ...(sandboxUrl ? { sandboxUrl } : {}) });
+    this.client = new E2B({
+      apiKey,
+      retries: SDK_RATE_LIMIT_RETRIES,
+      ...(domain ? { domain } : {}),
+      ...(apiUrl ? { apiUrl } : {}),
+      ...(sandboxUrl ? { sandboxUrl } : {}),
+    });
     this.limiter = limiter ?? new CreateLimiter(options.settings.createPerSecond);
   }
 
@@ -44,13 +61,24 @@ export class E2bSandboxProvider implements SandboxProvider {
       serverInstance: settings.serverInstanceId,
       ...(options.label ? { label: options.label } : {}),
     };
-    await this.limiter.acquire();
     const startedAt = performance.now();
     let sdk;
     try {
-      sdk = await this.client.Sandbox.create(template, { metadata, envs: options.env ?? {}, timeoutMs: lifetimeMs });
+      // Idempotent until it succeeds: a refused or unanswered create made no sandbox (one made but unanswered would
+      // still be tagged with this server instance and end at its lifetime). Every attempt waits its turn in the limiter.
+      sdk = await withRetries(
+        async () => {
+          await this.limiter.acquire();
+          return this.client.Sandbox.create(template, { metadata, envs: options.env ?? {}, timeoutMs: lifetimeMs });
+        },
+        {
+          isRetryable: (error) => isTransientE2bError(error, 'create'),
+          onRetry: (error, attempt, delayMs) => logger.warn({ template, attempt, delayMs, error }, 'E2B sandbox creation failed; retrying'),
+          ...(this.options.retryPolicy ? { policy: this.options.retryPolicy } : {}),
+        },
+      );
     } catch (error) {
-      throw new SandboxError(`could not create an E2B sandbox from template ${template}: ${describe(error)}`, { cause: error });
+      throw sandboxErrorFromE2b(error, { step: 'create', what: `create an E2B sandbox from template ${template}`, template });
     }
     const sandbox = new E2bSandbox({
       sdk,
@@ -58,13 +86,14 @@ export class E2bSandboxProvider implements SandboxProvider {
       resourcesDir: this.options.resourcesDir,
       onKilled: (s) => this.live.delete(s),
       logger,
+      ...(this.options.retryPolicy ? { retryPolicy: this.options.retryPolicy } : {}),
     });
     this.live.add(sandbox);
     try {
-      await sdk.files.makeDir(sandbox.workdir);
+      await sandbox.makeDir(sandbox.workdir);
     } catch (error) {
       await sandbox.kill();
-      throw new SandboxError(`could not create the workdir of E2B sandbox ${sandbox.id}: ${describe(error)}`, { cause: error });
+      throw error;
     }
     logger.debug({ sandbox: sandbox.id, template, lifetimeMs, metadata, ms: Math.round(performance.now() - startedAt) }, 'sandbox created');
     return sandbox;
@@ -73,8 +102,4 @@ export class E2bSandboxProvider implements SandboxProvider {
   async killAll(): Promise<void> {
     await Promise.allSettled([...this.live].map((s) => s.kill()));
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
