@@ -35,29 +35,9 @@ sandboxContract({
   createProvider: async () => e2bProvider((contractStandIn = await startE2bStandIn())),
   cleanup: async () => contractStandIn?.close(),
   skip: {
-    ...Object.fromEntries(
-      [
-        'delivers HTTP requests made inside the sandbox to the host through its LLM channel',
-        'kill ends every process and channel, and the sandbox refuses further work',
-      ].map((name) => [
-        name,
-        'the relay is uploaded as root to /opt/opencode-env, and the stand-in runs every command as the sandbox user (it ignores `user`)',
-      ]),
-    ),
-    ...Object.fromEntries(
-      [
-        'runs verifier commands only after prepareVerifier, with nothing the agent planted',
-        ...[
-          'chmod 555 ~/logs/verifier',
-          '~/logs a symlink',
-          '~/logs a file',
-          '~/logs unwritable',
-          'chmod 000 ~',
-          'the workdir a symlink',
-        ].map((attack) => `prepareVerifier gives the verifier a working reward directory after: ${attack}`),
-        'prepareVerifier ends every process the agent left running',
-      ].map((name) => [name, 'the verifier runs as root, and the stand-in runs every command as the sandbox user (it ignores `user`)']),
-    ),
+    'delivers HTTP requests made inside the sandbox to the host through its LLM channel':
+      "each stand-in command gets a network namespace of its own (bubblewrap --unshare-net per command), so the relay's " +
+      '127.0.0.1 listener is not the loopback of later commands, as it is in one E2B VM (ECONNREFUSED)',
   },
 });
 

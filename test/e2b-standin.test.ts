@@ -146,6 +146,61 @@ describe('E2B stand-in, driven by the real e2b SDK', () => {
     assert.equal(await sandbox.files.exists('/home/user/notes/a.txt'), false);
   });
 
+  it('runs commands and file operations as the user they name: `user` by default, or root', async () => {
+    const run = (cmd: string, user?: string) =>
+      sandbox.commands.run(cmd, { timeoutMs: 20_000, ...(user ? { user } : {}) }).catch((error: unknown) => error as CommandExitError);
+    const byDefault = await run('echo "$(whoami) $HOME $(pwd)"');
+    assert.equal(byDefault.stdout, 'user /home/user /home/user\n');
+    const start = standIn.requests.filter((r) => r.path === '/process.Process/Start').at(-1);
+    assert.equal(start?.headers.authorization, undefined, 'the SDK names no user when none is given (envd >= 0.4)');
+    const asRoot = await run('echo "$(whoami) $(id -u) $HOME $(pwd)"', 'root');
+    assert.equal(asRoot.stdout, 'root 0 /root /root\n');
+    assert.equal(standIn.requests.filter((r) => r.path === '/process.Process/Start').at(-1)?.headers.authorization, 'Basic cm9vdDo=');
+
+    // Root writes /opt and /root, and what it writes there `user` can read but not change.
+    await sandbox.files.write('/opt/app/tool.sh', 'echo tool', { user: 'root' });
+    assert.equal(standIn.requests.filter((r) => r.path === '/files').at(-1)?.query.username, 'root');
+    assert.equal((await sandbox.files.getInfo('/opt/app/tool.sh')).owner, 'root');
+    assert.equal((await run('bash /opt/app/tool.sh')).stdout, 'tool\n');
+    assert.equal((await run('echo x > /opt/app/tool.sh')).exitCode, 1, '`user` cannot change root files');
+    await assert.rejects(sandbox.files.write('/opt/app/mine.txt', 'x'), '`user` cannot write under /opt through files either');
+    assert.equal((await run('mkdir -p /root/.cache && echo r > /root/.cache/r && cat /root/.cache/r', 'root')).stdout, 'r\n');
+    assert.notEqual((await run('ls /root')).exitCode, 0, '/root is closed to `user`');
+
+    // Root reads, writes and chowns `user`'s files; `user` cannot write in a root-owned directory of its home.
+    await sandbox.files.write('/home/user/mine.txt', 'mine');
+    assert.equal(await sandbox.files.read('/home/user/mine.txt', { user: 'root' }), 'mine');
+    const chowned = await run(
+      'mkdir -m 755 /home/user/rootdir && echo s > /home/user/rootdir/s && chown user: /home/user/mine.txt && stat -c %U /home/user/rootdir /home/user/mine.txt',
+      'root',
+    );
+    assert.equal(chowned.stdout, 'root\nuser\n', `root made and chowned (${chowned.stderr})`);
+    assert.equal((await run('echo y > /home/user/rootdir/s')).exitCode, 1, '`user` cannot write root files in its own home');
+    await run('rm -rf /home/user/rootdir', 'root');
+
+    await assert.rejects(sandbox.commands.run('true', { user: 'nobody-here', timeoutMs: 20_000 }), 'an unknown user is refused');
+    assert.equal(standIn.requests.filter((r) => r.path === '/process.Process/Start').at(-1)?.status, 400);
+  });
+
+  it('lets root signal `user`s processes (pkill -u user), and never the other way round', async () => {
+    const userSleeper = await sandbox.commands.run('sleep 300 # user-sleeper-marker', { background: true, timeoutMs: 0 });
+    const rootSleeper = await sandbox.commands.run('sleep 300 # root-sleeper-marker', { background: true, timeoutMs: 0, user: 'root' });
+    await eventually(
+      () => hostProcessesWith('user-sleeper-marker').length > 0 && hostProcessesWith('root-sleeper-marker').length > 0,
+      'both sleep',
+    );
+    const fromUser = await sandbox.commands
+      .run("pkill -KILL -f 'root-sleeper-marke[r]'; pkill -KILL -u root; echo tried", { timeoutMs: 20_000 })
+      .catch((error: unknown) => error as CommandExitError);
+    assert.equal(fromUser.stdout, 'tried\n');
+    assert.ok(hostProcessesWith('root-sleeper-marker').length > 0, '`user` could not signal root`s process');
+    await sandbox.commands.run('pkill -KILL -u user', { timeoutMs: 20_000, user: 'root' });
+    await eventually(() => hostProcessesWith('user-sleeper-marker').length === 0, 'root ended every process of `user`');
+    await assert.rejects(userSleeper.wait(), (error: unknown) => error instanceof CommandExitError);
+    assert.equal(await rootSleeper.kill(), true);
+    await eventually(() => hostProcessesWith('root-sleeper-marker').length === 0, 'the root sleeper is gone');
+  });
+
   it('lists sandboxes filtered by metadata', async () => {
     const other = await e2b.Sandbox.create({ metadata: { suite: 'standin', role: 'other' }, timeoutMs: 60_000 });
     try {

@@ -38,6 +38,8 @@ export interface SandboxDirs {
   verifierTmp: string;
   /** Where verifier commands write their reward (under `home`, made from the host side by `prepareVerifier()`). */
   reward: string;
+  /** Extra directories of the sandbox's root user (`LocalProviderOptions.rootUser`): where each lives on the host. */
+  rootOwned?: { path: string; host: string }[];
 }
 
 /** A sandbox's own pair of uids (gid = uid), unique on this host while the sandbox lives. */
@@ -48,7 +50,8 @@ export interface SandboxUids {
 
 /** Who runs one command, and what its first process joins before anything else runs; built by the sandbox per command. */
 export interface LaunchIdentity {
-  role: 'agent' | 'verifier';
+  /** `root`: a stand-in's root user (`LocalSandbox.startAsRoot`), never used when serving. */
+  role: 'agent' | 'verifier' | 'root';
   /** The uid (= gid) the command runs as; null when it keeps the server's (no privilege drop). */
   uid: number | null;
   /** The sandbox's uids, e.g. for /etc/passwd (`user` = agent, `verifier` = verifier); null without a privilege drop. */
@@ -139,6 +142,12 @@ const SANDBOX_RUN = '/run/opencode-env';
 const SANDBOX_RESOURCES = `${SANDBOX_RUN}/resources`;
 const SANDBOX_CHANNEL = `${SANDBOX_RUN}/channel`;
 const SANDBOX_BIN = `${SANDBOX_RUN}/bin`;
+/**
+ * What a root command keeps of root's power: enough to administer the sandbox's files and processes (chown, read and
+ * write any file, signal any uid), nothing that changes mounts, namespaces or the kernel. bubblewrap sets no_new_privs,
+ * so nothing it executes gets more.
+ */
+const ROOT_CAPABILITIES = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL'];
 
 /**
  * bubblewrap: an allow-list of read-only host directories (rootfs.ts), private writable home and /tmp, own pid/ipc/uts
@@ -209,13 +218,20 @@ export class BubblewrapIsolation implements Isolation {
 
   wrap(argv: string[], dirs: SandboxDirs, cwd: string, identity: LaunchIdentity): string[] {
     const verifier = identity.role === 'verifier';
+    const root = identity.role === 'root';
+    // A root command shares the host's pid namespace only where the sandbox's uids are its own: then it can see and
+    // signal the sandbox's processes by uid (`pkill -u user`), as root in a VM can, and `user` names no one else's.
+    const ownPidNamespace = !root || identity.uids === null || identity.uids.agent === SANDBOX_UID;
+    const rootCapabilities =
+      root && process.getuid?.() === 0 ? ['--cap-drop', 'ALL', ...ROOT_CAPABILITIES.flatMap((c) => ['--cap-add', c])] : [];
     // prettier-ignore
     const args = [
       ...launcherArgs(identity),
       this.bwrap,
       '--die-with-parent',
       '--new-session',
-      '--unshare-pid',
+      ...(ownPidNamespace ? ['--unshare-pid'] : []),
+      ...rootCapabilities,
       '--unshare-ipc',
       '--unshare-uts',
       '--unshare-cgroup-try',
@@ -247,6 +263,7 @@ export class BubblewrapIsolation implements Isolation {
     for (const [binary, hostBinary] of Object.entries(this.policy.binaries)) {
       args.push('--ro-bind', hostBinary, `${SANDBOX_BIN}/${binary}`);
     }
+    for (const dir of dirs.rootOwned ?? []) args.push(...mountPointParentArgs(dir.path), '--bind', dir.host, dir.path);
     if (verifier) {
       args.push('--bind', dirs.verifierHome, VERIFIER_HOME);
       // Harbor's path too (the allow-listed root is bwrap's own, so /logs can be made there).

@@ -43,7 +43,11 @@ export interface LocalSandboxDeps {
   cgroup: SandboxCgroup | null;
   /** The size-capped tmpfs holding its /tmp (and the verifier's), when one was mounted. */
   tmpfsMountPoint: string | null;
+  /** Whether `startAsRoot` is allowed (`LocalProviderOptions.rootUser`; stand-ins of remote backends only). */
+  rootUser?: boolean;
 }
+
+type Role = LaunchIdentity['role'];
 
 export class LocalSandbox implements Sandbox {
   readonly backend = 'local' as const;
@@ -112,28 +116,30 @@ export class LocalSandbox implements Sandbox {
     };
   }
 
-  private identity(role: 'agent' | 'verifier'): LaunchIdentity {
+  private identity(role: Role): LaunchIdentity {
     return {
       role,
-      uid: this.deps.uids ? this.deps.uids[role] : null,
+      uid: this.deps.uids && role !== 'root' ? this.deps.uids[role] : null,
       uids: this.deps.uids,
       cgroupProcs: this.deps.cgroup?.procsFiles ?? [],
     };
   }
 
-  private launch(argv: string[], options: StartOptions, role: 'agent' | 'verifier' = 'agent'): LocalProcess {
+  private launch(argv: string[], options: StartOptions, role: Role = 'agent'): LocalProcess {
     if (this.killed) throw new SandboxError(`sandbox ${this.id} has been killed`);
     if (argv.length === 0) throw new SandboxError('empty command');
     if (role === 'verifier' && !this.verifierReady) throw new SandboxError('verifier commands run only after prepareVerifier()');
     const cwd = options.cwd ?? this.workdir;
     const isolation = this.deps.isolation;
+    const hostArgv = isolation.wrap(argv, this.deps.dirs, cwd, this.identity(role));
     const child = new LocalProcess({
-      hostArgv: isolation.wrap(argv, this.deps.dirs, cwd, this.identity(role)),
+      hostArgv,
       hostCwd: isolation.name === 'none' ? (isolation.toHostPath(cwd, this.deps.dirs) ?? cwd) : this.deps.dirs.home,
       // The marker comes last: no env of the caller's may hide a process from the straggler scan.
       env: { ...(role === 'verifier' ? this.verifierEnv() : this.defaultEnv()), ...options.env, [SANDBOX_MARKER]: this.id },
       processId: `${this.id}-${++this.processCounter}`,
-      scanForStragglers: isolation.name === 'none',
+      // A root command may share the host's pid namespace (isolation.ts): nothing then holds its tree together.
+      scanForStragglers: isolation.name === 'none' || !hostArgv.includes('--unshare-pid'),
       inheritFiles: isolation.inheritedFiles(this.deps.dirs),
       ...(options.onStdout ? { onStdout: options.onStdout } : {}),
       ...(options.onStderr ? { onStderr: options.onStderr } : {}),
@@ -145,6 +151,21 @@ export class LocalSandbox implements Sandbox {
 
   async start(argv: string[], options: StartOptions = {}): Promise<SandboxProcess> {
     return this.launch(argv, options);
+  }
+
+  /**
+   * For offline stand-ins of remote backends whose sandboxes have a root user (the E2B stand-in), never when serving:
+   * runs as the server's uid (root, when the server is root) with only the capabilities that administer the sandbox
+   * (chown, any file, signal any uid) and, where the sandbox has uids of its own, in the host's pid namespace, so it
+   * sees and can signal the sandbox's other commands (each runs in a pid namespace of its own). It writes the
+   * provider's `rootUser.dirs`, which other commands can only read. Allowed only with `LocalProviderOptions.rootUser`
+   * and bubblewrap.
+   */
+  async startAsRoot(argv: string[], options: StartOptions = {}): Promise<SandboxProcess> {
+    if (!this.deps.rootUser || this.deps.isolation.name !== 'bubblewrap') {
+      throw new SandboxError('root commands need the rootUser option of the local provider and bubblewrap');
+    }
+    return this.launch(argv, options, 'root');
   }
 
   async run(argv: string[], options: RunOptions): Promise<CommandResult> {

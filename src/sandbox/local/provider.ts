@@ -48,6 +48,13 @@ export interface LocalProviderOptions {
   /** Host binaries to make available inside sandboxes (opencode, node). */
   binaries?: Partial<Record<SandboxBinary, string>>;
   logger: Logger;
+  /**
+   * Off by default, and never set when serving: for offline stand-ins of remote backends whose sandboxes have a root
+   * user (the E2B stand-in). Each sandbox then allows `LocalSandbox.startAsRoot`, and gets `dirs` at their sandbox
+   * paths: a fresh host directory each, owned by the server's uid with `mode`, visible to every command, writable by
+   * root commands only (e.g. `/opt` 0755 and `/root` 0700). Needs bubblewrap.
+   */
+  rootUser?: { dirs: { path: string; mode: number }[] };
 }
 
 const SANDBOX_DIR_PREFIX = 'opencode-env-';
@@ -278,6 +285,10 @@ export class LocalSandboxProvider implements SandboxProvider {
       verifierHome: path.join(root, 'verifier-home'),
       verifierTmp: path.join(scratch, 'verifier-tmp'),
       reward: path.join(root, 'home', 'logs', 'verifier'),
+      rootOwned: (this.options.rootUser?.dirs ?? []).map((dir, index) => ({
+        path: dir.path,
+        host: path.join(root, 'root-owned', String(index)),
+      })),
     };
     const limits = this.options.settings.limits;
     let uidLease: UidLease | null = null;
@@ -301,6 +312,8 @@ export class LocalSandboxProvider implements SandboxProvider {
       await makeDir(path.join(dirs.home, 'workdir'), 0o755, uids?.agent ?? null);
       await makeDir(dirs.tmp, 0o1777, uids?.agent ?? null);
       await makeDir(dirs.channel, 0o755, null);
+      if (dirs.rootOwned!.length > 0) await makeDir(path.join(root, 'root-owned'), 0o755, null);
+      for (const [index, dir] of dirs.rootOwned!.entries()) await makeDir(dir.host, this.options.rootUser!.dirs[index]!.mode, null);
       const sandbox = new LocalSandbox({
         id,
         dirs,
@@ -314,6 +327,7 @@ export class LocalSandboxProvider implements SandboxProvider {
         uidLease,
         cgroup,
         tmpfsMountPoint,
+        rootUser: this.options.rootUser !== undefined,
       });
       this.live.add(sandbox);
       this.options.logger.debug(

@@ -13,7 +13,7 @@ import {
 } from './connect-codec.js';
 import * as fs from './filesystem.js';
 import { sendEmpty, sendJson, type RecordedRequest } from './http-util.js';
-import type { SandboxRegistry, StandInSandbox } from './registry.js';
+import { sandboxUser, type SandboxRegistry, type SandboxSession, type SandboxUser, type StandInSandbox } from './registry.js';
 import type { ProcessConfig, ProcessEvent, StandInProcess } from './sandbox-process.js';
 
 /** Streams of the next Start/Connect calls are cut (socket destroyed) after this many events each. */
@@ -23,6 +23,19 @@ export interface StreamDrop {
 
 interface Selector {
   process?: { pid?: number };
+}
+
+/** The user of a Connect call: `Authorization: Basic base64("<user>:")`, which the SDK leaves out for the default user. */
+function connectUser(req: IncomingMessage): SandboxUser {
+  const match = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!match) return sandboxUser(null);
+  return sandboxUser(Buffer.from(match[1]!, 'base64').toString('utf8').split(':')[0]);
+}
+
+/** The user of a files REST call: the `username` query parameter (or, failing that, the Connect header). */
+function filesUser(req: IncomingMessage, url: URL): SandboxSession['user'] {
+  const name = url.searchParams.get('username');
+  return name ? sandboxUser(name) : connectUser(req);
 }
 
 /**
@@ -49,16 +62,17 @@ export class Envd {
     const route = `${req.method} ${url.pathname}`;
     try {
       if (route === 'GET /health') return sendEmpty(res, 204);
-      if (route === 'GET /files') return await this.readFile(res, sandbox, url);
-      if (route === 'POST /files') return await this.writeFiles(req, res, sandbox, url, body);
+      if (route === 'GET /files') return await this.readFile(res, sandbox.as(filesUser(req, url)), url);
+      if (route === 'POST /files') return await this.writeFiles(req, res, sandbox.as(filesUser(req, url)), url, body);
       if (route === 'POST /process.Process/Start' || route === 'POST /process.Process/Connect') {
         const request = parseEnvelopedRequest(body) as Record<string, unknown>;
         record.body = request;
-        return this.stream(req, res, sandbox, url.pathname.endsWith('Start') ? this.start(sandbox, request) : this.find(sandbox, request));
+        const process = url.pathname.endsWith('Start') ? this.start(sandbox, request, connectUser(req)) : this.find(sandbox, request);
+        return this.stream(req, res, sandbox, process);
       }
       const request = (body.length > 0 ? JSON.parse(body.toString('utf8')) : {}) as Record<string, unknown>;
       record.body = request;
-      return writeUnary(res, await this.unary(sandbox, url.pathname, request));
+      return writeUnary(res, await this.unary(sandbox, connectUser(req), url.pathname, request));
     } catch (error) {
       const failure = error instanceof ConnectFailure ? error : new ConnectFailure('internal', (error as Error).message);
       if (url.pathname === '/files')
@@ -68,12 +82,13 @@ export class Envd {
     }
   }
 
-  private start(sandbox: StandInSandbox, request: Record<string, unknown>): StandInProcess {
+  private start(sandbox: StandInSandbox, request: Record<string, unknown>, user: SandboxUser): StandInProcess {
     const config = (request.process ?? {}) as Partial<ProcessConfig>;
     if (!config.cmd) throw new ConnectFailure('invalid_argument', 'process.cmd is required');
     return sandbox.startProcess(
       { cmd: config.cmd, args: config.args ?? [], envs: config.envs ?? {}, ...(config.cwd ? { cwd: config.cwd } : {}) },
       request.stdin === true,
+      user,
     );
   }
 
@@ -140,8 +155,9 @@ export class Envd {
     }
   }
 
-  private async unary(sandbox: StandInSandbox, method: string, request: Record<string, unknown>): Promise<unknown> {
-    const target = (key: string) => fs.resolvePath(sandbox.sandbox, typeof request[key] === 'string' ? request[key] : '');
+  private async unary(sandbox: StandInSandbox, user: SandboxUser, method: string, request: Record<string, unknown>): Promise<unknown> {
+    const session = sandbox.as(user);
+    const target = (key: string) => fs.resolvePath(session, typeof request[key] === 'string' ? request[key] : '');
     switch (method) {
       case '/process.Process/List':
         return {
@@ -161,29 +177,29 @@ export class Envd {
         return {};
       }
       case '/filesystem.Filesystem/Stat':
-        return { entry: await fs.statEntry(sandbox.sandbox, target('path')) };
+        return { entry: await fs.statEntry(session, target('path')) };
       case '/filesystem.Filesystem/ListDir':
-        return { entries: await fs.listDir(sandbox.sandbox, target('path'), Number(request.depth ?? 1) || 1) };
+        return { entries: await fs.listDir(session, target('path'), Number(request.depth ?? 1) || 1) };
       case '/filesystem.Filesystem/MakeDir':
-        return { entry: await fs.makeDir(sandbox.sandbox, target('path')) };
+        return { entry: await fs.makeDir(session, target('path')) };
       case '/filesystem.Filesystem/Remove':
-        await fs.removePath(sandbox.sandbox, target('path'));
+        await fs.removePath(session, target('path'));
         return {};
       case '/filesystem.Filesystem/Move':
-        return { entry: await fs.movePath(sandbox.sandbox, target('source'), target('destination')) };
+        return { entry: await fs.movePath(session, target('source'), target('destination')) };
       default:
         throw new ConnectFailure('not_found', `the stand-in does not serve ${method}`);
     }
   }
 
-  private async readFile(res: ServerResponse, sandbox: StandInSandbox, url: URL): Promise<void> {
-    const content = await fs.readFileBytes(sandbox.sandbox, fs.resolvePath(sandbox.sandbox, url.searchParams.get('path') ?? ''));
+  private async readFile(res: ServerResponse, sandbox: SandboxSession, url: URL): Promise<void> {
+    const content = await fs.readFileBytes(sandbox, fs.resolvePath(sandbox, url.searchParams.get('path') ?? ''));
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(content.length) });
     res.end(content);
   }
 
   /** Multipart (one part per file, the filename its path) or one octet-stream body for `?path=`. */
-  private async writeFiles(req: IncomingMessage, res: ServerResponse, sandbox: StandInSandbox, url: URL, body: Buffer): Promise<void> {
+  private async writeFiles(req: IncomingMessage, res: ServerResponse, sandbox: SandboxSession, url: URL, body: Buffer): Promise<void> {
     const contentType = req.headers['content-type'] ?? '';
     const queryPath = url.searchParams.get('path');
     const files: { path: string; content: Buffer }[] = [];
@@ -200,8 +216,8 @@ export class Envd {
     }
     const written = [];
     for (const file of files) {
-      const target = fs.resolvePath(sandbox.sandbox, file.path);
-      await fs.writeFileBytes(sandbox.sandbox, target, file.content);
+      const target = fs.resolvePath(sandbox, file.path);
+      await fs.writeFileBytes(sandbox, target, file.content);
       written.push({ name: path.posix.basename(target), type: 'file', path: target });
     }
     sendJson(res, 200, written);

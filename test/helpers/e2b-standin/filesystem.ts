@@ -1,10 +1,10 @@
 import path from 'node:path';
-import type { Sandbox } from '../../../src/sandbox/types.js';
 import { ConnectFailure } from './connect-codec.js';
+import type { SandboxSession } from './registry.js';
 
 /**
- * envd's filesystem, done by small shell scripts run inside the sandbox as its user: permissions, ownership and
- * the paths that exist are then the sandbox's own, whatever the path (not only what the host maps).
+ * envd's filesystem, done by small shell scripts run inside the sandbox as the request's user: permissions, ownership
+ * and the paths that exist are then that user's, whatever the path (not only what the host maps).
  */
 
 const NOT_FOUND = 44;
@@ -32,10 +32,11 @@ interface ScriptResult {
   stderr: string;
 }
 
-async function runScript(sandbox: Sandbox, script: string, args: string[], stdin?: Buffer): Promise<ScriptResult> {
+async function runScript(sandbox: SandboxSession, script: string, args: string[], stdin?: Buffer): Promise<ScriptResult> {
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
-  const child = await sandbox.start(['/bin/bash', '-c', script, 'envd-fs', ...args], {
+  // envd creates what it writes with the user's identity and the default umask.
+  const child = await sandbox.start(['/bin/bash', '-c', `umask 022; ${script}`, 'envd-fs', ...args], {
     cwd: sandbox.homeDir,
     onStdout: (chunk) => stdout.push(chunk),
     onStderr: (chunk) => stderr.push(chunk),
@@ -59,7 +60,7 @@ function failureOf(result: ScriptResult, what: string): ConnectFailure {
 }
 
 /** envd resolves relative paths against the user's home directory. */
-export function resolvePath(sandbox: Sandbox, target: string): string {
+export function resolvePath(sandbox: SandboxSession, target: string): string {
   return path.posix.resolve(sandbox.homeDir, target);
 }
 
@@ -107,7 +108,7 @@ function parseEntries(output: Buffer): EntryInfoJson[] {
   return entries;
 }
 
-export async function statEntry(sandbox: Sandbox, target: string): Promise<EntryInfoJson> {
+export async function statEntry(sandbox: SandboxSession, target: string): Promise<EntryInfoJson> {
   const result = await runScript(sandbox, `${EXISTS}; find "$1" -maxdepth 0 -printf ${ENTRY_FORMAT}`, [target]);
   if (result.exitCode !== 0) throw failureOf(result, target);
   const [entry] = parseEntries(result.stdout);
@@ -115,39 +116,39 @@ export async function statEntry(sandbox: Sandbox, target: string): Promise<Entry
   return entry;
 }
 
-export async function listDir(sandbox: Sandbox, target: string, depth: number): Promise<EntryInfoJson[]> {
+export async function listDir(sandbox: SandboxSession, target: string, depth: number): Promise<EntryInfoJson[]> {
   const script = `${EXISTS}; [ -d "$1" ] || exit ${IS_DIRECTORY}; find "$1" -mindepth 1 -maxdepth "$2" -printf ${ENTRY_FORMAT}`;
   const result = await runScript(sandbox, script, [target, String(Math.max(1, depth))]);
   if (result.exitCode !== 0) throw failureOf(result, target);
   return parseEntries(result.stdout);
 }
 
-export async function makeDir(sandbox: Sandbox, target: string): Promise<EntryInfoJson> {
+export async function makeDir(sandbox: SandboxSession, target: string): Promise<EntryInfoJson> {
   const result = await runScript(sandbox, `[ -e "$1" ] && exit ${ALREADY_EXISTS}; mkdir -p -- "$1"`, [target]);
   if (result.exitCode !== 0) throw failureOf(result, target);
   return statEntry(sandbox, target);
 }
 
-export async function removePath(sandbox: Sandbox, target: string): Promise<void> {
+export async function removePath(sandbox: SandboxSession, target: string): Promise<void> {
   const result = await runScript(sandbox, `${EXISTS}; rm -rf -- "$1"`, [target]);
   if (result.exitCode !== 0) throw failureOf(result, target);
 }
 
-export async function movePath(sandbox: Sandbox, source: string, destination: string): Promise<EntryInfoJson> {
+export async function movePath(sandbox: SandboxSession, source: string, destination: string): Promise<EntryInfoJson> {
   const result = await runScript(sandbox, `${EXISTS}; mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2"`, [source, destination]);
   if (result.exitCode !== 0) throw failureOf(result, source);
   return statEntry(sandbox, destination);
 }
 
 /** `GET /files`: the file's bytes; a directory is a 400 and a missing path a 404, as envd answers. */
-export async function readFileBytes(sandbox: Sandbox, target: string): Promise<Buffer> {
+export async function readFileBytes(sandbox: SandboxSession, target: string): Promise<Buffer> {
   const result = await runScript(sandbox, `${EXISTS}; [ -d "$1" ] && exit ${IS_DIRECTORY}; cat -- "$1"`, [target]);
   if (result.exitCode !== 0) throw failureOf(result, target);
   return result.stdout;
 }
 
 /** `POST /files`: creates the parent directories and overwrites, as envd does. */
-export async function writeFileBytes(sandbox: Sandbox, target: string, content: Buffer): Promise<void> {
+export async function writeFileBytes(sandbox: SandboxSession, target: string, content: Buffer): Promise<void> {
   const script = `[ -d "$1" ] && exit ${IS_DIRECTORY}; mkdir -p -- "$(dirname -- "$1")" && cat > "$1"`;
   const result = await runScript(sandbox, script, [target], content);
   if (result.exitCode !== 0) throw failureOf(result, target);

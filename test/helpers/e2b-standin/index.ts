@@ -1,18 +1,19 @@
+import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import { resourcesDir } from '../../../src/paths.js';
-import { createSandboxProvider } from '../../../src/sandbox/factory.js';
+import { LocalSandboxProvider } from '../../../src/sandbox/local/provider.js';
 import { ControlPlane, type CreateFailure } from './control-plane.js';
 import { Envd, type StreamDrop } from './envd.js';
 import { headerRecord, readBody, sendJson, type RecordedRequest } from './http-util.js';
-import { SandboxRegistry, type StandInSandboxInfo } from './registry.js';
+import { ROOT_OWNED_DIRS, SandboxRegistry, type StandInSandboxInfo } from './registry.js';
 
 export type { CreateFailure } from './control-plane.js';
 export type { StreamDrop } from './envd.js';
 export type { RecordedRequest } from './http-util.js';
-export type { StandInSandboxInfo } from './registry.js';
+export type { SandboxUser, StandInSandboxInfo } from './registry.js';
 
 export interface E2bStandInOptions {
   /** The key the control plane accepts in `X-API-KEY`. Default `e2b_standin_key`. */
@@ -39,6 +40,8 @@ export interface E2bStandIn {
   /** Kills every sandbox and stops both servers. */
   close(): Promise<void>;
 }
+
+const SYSTEM_PYTHON = '/usr/bin/python3';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer, record: RecordedRequest) => Promise<void>;
 
@@ -75,20 +78,26 @@ async function listen(
 /**
  * An offline E2B: the control plane and envd over real HTTP on 127.0.0.1, for the real `e2b` SDK. Each sandbox is
  * a sandbox of this project's local backend, forced to bubblewrap with its network cut off (`--unshare-net`, own pid
- * namespace), so commands really run, as the sandbox's own unprivileged user, and cannot reach the host.
+ * namespace), so commands really run and cannot reach the host. Commands and file operations run as the user the
+ * request names (registry.ts): `user`, the sandbox's unprivileged uid and the default, or `root`, who alone writes
+ * /opt and /root, can chown, read and write `user`'s files and signal its processes (`pkill -u user`).
  */
 export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<E2bStandIn> {
   const apiKey = options.apiKey ?? 'e2b_standin_key';
   const config = loadConfig({
     OPENCODE_ENV_ISOLATION: 'bwrap',
     OPENCODE_ENV_SANDBOX_NETWORK: 'isolated',
+    // A system Python every uid can run: an interpreter under root's home (pyenv) would make the local backend keep
+    // root for every command, and then `user` would be root too.
+    ...(existsSync(SYSTEM_PYTHON) ? { OPENCODE_ENV_PYTHON: SYSTEM_PYTHON } : {}),
     ...(options.sandboxRootDir ? { OPENCODE_ENV_SANDBOX_DIR: options.sandboxRootDir } : {}),
   });
-  const provider = createSandboxProvider(config.sandbox, {
+  const provider = new LocalSandboxProvider({
+    settings: config.sandbox.local,
     resourcesDir,
-    hiddenPaths: [],
-    binaries: () => ({ node: process.execPath }),
+    binaries: { node: process.execPath },
     logger: createLogger('silent'),
+    rootUser: { dirs: ROOT_OWNED_DIRS },
   });
   const registry = new SandboxRegistry(provider);
   const controlPlane = new ControlPlane(apiKey, registry);

@@ -1,11 +1,41 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Sandbox, SandboxProvider } from '../../../src/sandbox/types.js';
+import { LocalSandbox } from '../../../src/sandbox/local/local-sandbox.js';
+import type { SandboxProcess, SandboxProvider, StartOptions } from '../../../src/sandbox/types.js';
+import { ConnectFailure } from './connect-codec.js';
 import { StandInProcess, type ProcessConfig } from './sandbox-process.js';
 
 /** The envd version the stand-in claims: new enough for every feature SDK 2.51.0 gates on a version. */
 export const STAND_IN_ENVD_VERSION = '0.6.13';
 const FIRST_PID = 1000;
+
+/**
+ * The users of a stand-in sandbox, as in E2B's templates: `user` (unprivileged, the default when a request names
+ * none, as envd >= 0.4 does) and `root`. Root's commands keep the administering part of root's power (see
+ * `LocalSandbox.startAsRoot`) and alone write /opt and /root; `user`'s run as the sandbox's unprivileged uid.
+ */
+export const SANDBOX_USERS = ['user', 'root'] as const;
+export type SandboxUser = (typeof SANDBOX_USERS)[number];
+export const DEFAULT_USER: SandboxUser = 'user';
+/** Root-owned directories every stand-in sandbox has, with their modes (E2B's /opt and /root). */
+export const ROOT_OWNED_DIRS = [
+  { path: '/opt', mode: 0o755 },
+  { path: '/root', mode: 0o700 },
+];
+
+/** A request's user (envd's `Authorization: Basic base64("<user>:")` or `username` query), checked; absent means the default. */
+export function sandboxUser(name: string | null | undefined): SandboxUser {
+  if (!name) return DEFAULT_USER;
+  if ((SANDBOX_USERS as readonly string[]).includes(name)) return name as SandboxUser;
+  throw new ConnectFailure('invalid_argument', `error looking up user '${name}': user: unknown user ${name}`);
+}
+
+/** One user's view of a sandbox: how it starts processes and where its relative paths start. */
+export interface SandboxSession {
+  user: SandboxUser;
+  homeDir: string;
+  start(argv: string[], options?: StartOptions): Promise<SandboxProcess>;
+}
 
 /** What a test can see of one stand-in sandbox. */
 export interface StandInSandboxInfo {
@@ -44,7 +74,7 @@ export class StandInSandbox {
   readonly openStreams = new Set<() => void>();
 
   constructor(
-    readonly sandbox: Sandbox,
+    readonly sandbox: LocalSandbox,
     readonly templateId: string,
     readonly metadata: Record<string, string>,
     readonly envs: Record<string, string>,
@@ -69,11 +99,23 @@ export class StandInSandbox {
     this.lifetimeTimer.unref();
   }
 
-  startProcess(config: ProcessConfig, stdin: boolean): StandInProcess {
+  /** `user` as envd runs things for it: its HOME, USER and LOGNAME (the sandbox's envs and a request's own win). */
+  as(user: SandboxUser): SandboxSession {
+    if (user === 'user') return { user, homeDir: this.sandbox.homeDir, start: (argv, options) => this.sandbox.start(argv, options) };
+    const identity = { HOME: '/root', USER: 'root', LOGNAME: 'root' };
+    return {
+      user,
+      homeDir: '/root',
+      start: (argv, options = {}) => this.sandbox.startAsRoot(argv, { ...options, env: { ...identity, ...options.env } }),
+    };
+  }
+
+  startProcess(config: ProcessConfig, stdin: boolean, user: SandboxUser = DEFAULT_USER): StandInProcess {
     const pid = this.nextPid++;
-    const cwd = path.posix.resolve(this.sandbox.homeDir, config.cwd ?? '');
+    const session = this.as(user);
+    const cwd = path.posix.resolve(session.homeDir, config.cwd ?? '');
     const process = new StandInProcess(pid, config, stdin, (onStdout, onStderr) =>
-      this.sandbox.start([config.cmd, ...config.args], { cwd, env: { ...this.envs, ...config.envs }, onStdout, onStderr }),
+      session.start([config.cmd, ...config.args], { cwd, env: { ...this.envs, ...config.envs }, onStdout, onStderr }),
     );
     this.processes.set(pid, process);
     void process.ended.then(() => this.processes.delete(pid));
@@ -118,6 +160,7 @@ export class SandboxRegistry {
     timeoutS: number;
   }): Promise<StandInSandbox> {
     const sandbox = await this.provider.create({ label: 'e2b-standin', metadata: options.metadata });
+    if (!(sandbox instanceof LocalSandbox)) throw new Error('the stand-in runs its sandboxes on the local backend');
     const standIn = new StandInSandbox(sandbox, options.templateId, options.metadata, options.envs, options.timeoutS, (expired) => {
       void this.kill(expired, 'timeout');
     });
