@@ -34,11 +34,6 @@ sandboxContract({
   name: 'e2b (stand-in)',
   createProvider: async () => e2bProvider((contractStandIn = await startE2bStandIn())),
   cleanup: async () => contractStandIn?.close(),
-  skip: {
-    'delivers HTTP requests made inside the sandbox to the host through its LLM channel':
-      "each stand-in command gets a network namespace of its own (bubblewrap --unshare-net per command), so the relay's " +
-      '127.0.0.1 listener is not the loopback of later commands, as it is in one E2B VM (ECONNREFUSED)',
-  },
 });
 
 describe('e2b sandbox on the stand-in', () => {

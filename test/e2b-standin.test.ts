@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   AuthenticationError,
@@ -274,5 +277,65 @@ describe('E2B stand-in, driven by the real e2b SDK', () => {
     await assert.rejects(e2b.Sandbox.create(), (error: unknown) => error instanceof RateLimitError);
     const attempts = standIn.requests.filter((r) => r.path === '/v2/sandboxes' && r.method === 'POST').length - before;
     assert.equal(attempts, 4, 'one call and the three retries of the SDK');
+  });
+});
+
+describe('E2B stand-in network: one loopback per sandbox, as in one VM', () => {
+  const rootDir = mkdtempSync(path.join(os.tmpdir(), 'e2b-standin-netns-'));
+  const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const mountsUnderRoot = () =>
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(rootDir));
+  const namespacesBefore = netnsList();
+  let standIn: E2bStandIn | null = null;
+  let host: Server | null = null;
+
+  after(async () => {
+    await standIn?.close();
+    host?.close();
+    rmSync(rootDir, { recursive: true, force: true });
+  });
+
+  it('lets commands of one sandbox talk over 127.0.0.1, reaches neither the host nor another sandbox, and leaves nothing', async () => {
+    standIn = await startE2bStandIn({ sandboxRootDir: rootDir });
+    const e2b = new E2B({ apiKey: standIn.apiKey, apiUrl: standIn.apiUrl, sandboxUrl: standIn.sandboxUrl });
+    const [first, second] = await Promise.all([e2b.Sandbox.create({ timeoutMs: 60_000 }), e2b.Sandbox.create({ timeoutMs: 60_000 })]);
+    let hostConnections = 0;
+    host = createServer((socket) => {
+      hostConnections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => host!.listen(0, '127.0.0.1', resolve));
+    const hostPort = (host.address() as AddressInfo).port;
+    const connect = (box: Sandbox, port: number) =>
+      box.commands
+        .run(`timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port} && cat <&3' || echo refused`, { timeoutMs: 20_000 })
+        .then((result) => result.stdout.trim());
+
+    // A listener in one command, as the LLM relay is; the next command of the same sandbox connects to it.
+    let listening = false;
+    const server = await first.commands.run(
+      "python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 4567)); s.listen(); print('listening', flush=True); " +
+        "c, _ = s.accept(); c.sendall(b'pong'); c.close()\"",
+      { background: true, timeoutMs: 30_000, onStdout: (data) => void (listening ||= data.includes('listening')) },
+    );
+    await eventually(() => listening, 'the first command listens on 127.0.0.1:4567', 15_000);
+    assert.equal(await connect(second, 4567), 'refused', "another sandbox has a loopback of its own: it cannot reach the first's listener");
+    assert.equal(await connect(first, 4567), 'pong', 'a later command of the same sandbox reaches the listener on 127.0.0.1');
+    assert.equal((await server.wait()).exitCode, 0);
+    assert.equal(await connect(first, hostPort), 'refused', "the host's 127.0.0.1 stays out of reach");
+    assert.equal(hostConnections, 0, 'no connection reached the host listener');
+    const interfaces = await first.commands.run("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", { timeoutMs: 20_000 });
+    assert.equal(interfaces.stdout.trim(), 'lo', 'the namespace has no interface but loopback');
+
+    assert.ok(
+      mountsUnderRoot().some((line) => line.includes('nsfs')),
+      "each sandbox's namespace is held by a mount under its directory",
+    );
+    await standIn.close();
+    assert.deepEqual(mountsUnderRoot(), [], 'nothing stays mounted under the sandbox directories after close');
+    assert.deepEqual(readdirSync(rootDir), [], 'no sandbox directory is left');
+    assert.equal(netnsList(), namespacesBefore, 'ip netns list is as before');
   });
 });

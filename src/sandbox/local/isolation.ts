@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SandboxBinary } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
+import { enterNetworkArgs } from './netns.js';
 import {
   accountFileArgs,
   isDirectory,
@@ -40,6 +41,11 @@ export interface SandboxDirs {
   reward: string;
   /** Extra directories of the sandbox's root user (`LocalProviderOptions.rootUser`): where each lives on the host. */
   rootOwned?: { path: string; host: string }[];
+  /**
+   * The host file holding the network namespace every command of the sandbox shares (netns.ts), instead of one
+   * namespace per command: `LocalProviderOptions.sharedNetwork`, stand-ins only. bubblewrap only.
+   */
+  network?: string;
 }
 
 /** A sandbox's own pair of uids (gid = uid), unique on this host while the sandbox lives. */
@@ -227,6 +233,8 @@ export class BubblewrapIsolation implements Isolation {
     // prettier-ignore
     const args = [
       ...launcherArgs(identity),
+      // Joined as the server's user (root), before bwrap and the privilege drop: the sandbox cannot leave it.
+      ...(dirs.network ? enterNetworkArgs(dirs.network) : []),
       this.bwrap,
       '--die-with-parent',
       '--new-session',
@@ -235,7 +243,7 @@ export class BubblewrapIsolation implements Isolation {
       '--unshare-ipc',
       '--unshare-uts',
       '--unshare-cgroup-try',
-      ...(this.policy.network === 'isolated' ? ['--unshare-net'] : []),
+      ...(this.policy.network === 'isolated' && !dirs.network ? ['--unshare-net'] : []),
       '--hostname', 'sandbox',
       ...(this.policy.seccomp ? ['--seccomp', String(SECCOMP_FD)] : []),
       ...this.readOnlyRoot,

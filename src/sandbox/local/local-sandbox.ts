@@ -11,6 +11,7 @@ import type { Isolation, LaunchIdentity, SandboxDirs, SandboxUids } from './isol
 import { openLocalLlmChannel } from './llm-channel.js';
 import { LocalProcess } from './local-process.js';
 import { handOverTree, listTreeNoFollow, makeDir, readFileNoFollow, removeNoFollow, writeFileNoFollow } from './safe-fs.js';
+import { removeNetworkNamespace } from './netns.js';
 import { unmount } from './tmpfs.js';
 import { killProcessesOf, type UidLease } from './uids.js';
 
@@ -338,8 +339,9 @@ export class LocalSandbox implements Sandbox {
       await this.killProcesses();
       const problems: unknown[] = [];
       const step = (work: () => Promise<void>) => work().catch((error: unknown) => void problems.push(error));
-      // The tmpfs first (a mount point cannot be removed), the files, then the cgroup and the uids for the next sandbox.
+      // The tmpfs and network namespace first (a mount point cannot be removed), the files, then the cgroup and the uids for the next sandbox.
       if (this.deps.tmpfsMountPoint) await step(() => unmount(this.deps.tmpfsMountPoint!));
+      if (this.deps.dirs.network) await step(() => removeNetworkNamespace(this.deps.dirs.network!));
       await step(() => removeNoFollow(this.deps.dirs.root));
       if (this.deps.cgroup) await step(() => this.deps.cgroup!.remove());
       if (this.deps.uidLease) await step(() => this.deps.uidLease!.release());

@@ -15,6 +15,7 @@ import {
   type SandboxDirs,
 } from './isolation.js';
 import { LocalSandbox, newSandboxId } from './local-sandbox.js';
+import { createNetworkNamespace, removeNetworkNamespace, sharedNetworkProblem } from './netns.js';
 import { makeDir, removeNoFollow } from './safe-fs.js';
 import { mountsUnder, mountTmpfs, tmpfsProblem, unmount } from './tmpfs.js';
 import { startReaper } from './reaper.js';
@@ -55,6 +56,13 @@ export interface LocalProviderOptions {
    * root commands only (e.g. `/opt` 0755 and `/root` 0700). Needs bubblewrap.
    */
   rootUser?: { dirs: { path: string; mode: number }[] };
+  /**
+   * Off by default, and never set when serving: for offline stand-ins of remote backends whose sandboxes are one VM
+   * (the E2B stand-in). Every command of a sandbox then shares one network namespace of the sandbox's own, made at
+   * creation and removed at kill (netns.ts): loopback only, so a listener one command opens on 127.0.0.1 is reachable
+   * by later ones, and still nothing outside. Needs bubblewrap, the `isolated` network and a root server.
+   */
+  sharedNetwork?: boolean;
 }
 
 const SANDBOX_DIR_PREFIX = 'opencode-env-';
@@ -295,10 +303,21 @@ export class LocalSandboxProvider implements SandboxProvider {
     let cgroup: SandboxCgroup | null = null;
     let tmpfsMountPoint: string | null = null;
     const owner = { pid: process.pid, createdAt: new Date().toISOString(), metadata: options.metadata ?? {} };
+    if (this.options.sharedNetwork) {
+      const problem =
+        isolation.name !== 'bubblewrap' || this.options.settings.network !== 'isolated'
+          ? 'it needs bubblewrap and the isolated network'
+          : sharedNetworkProblem();
+      if (problem) throw new SandboxError(`could not create a sandbox with a shared network namespace: ${problem}`);
+    }
     try {
       // Plain processes under other uids must traverse the root to reach their home; nobody may list it.
       await mkdir(root, { recursive: true, mode: 0o700 });
       await writeFile(path.join(root, OWNER_FILE), JSON.stringify(owner));
+      if (this.options.sharedNetwork) {
+        dirs.network = path.join(root, 'netns');
+        await createNetworkNamespace(dirs.network);
+      }
       if (isolation.dropsPrivileges && isolation.name === 'none') await chmod(root, 0o711);
       if (isolation.dropsPrivileges && containment.uids) uidLease = await containment.uids.allocate();
       const uids = uidLease?.uids ?? (isolation.dropsPrivileges ? { agent: SANDBOX_UID, verifier: SANDBOX_UID } : null);
@@ -345,6 +364,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       return sandbox;
     } catch (error) {
       if (tmpfsMountPoint) await unmount(tmpfsMountPoint).catch(() => undefined);
+      if (dirs.network) await removeNetworkNamespace(dirs.network).catch(() => undefined);
       await removeNoFollow(root).catch(() => undefined);
       await cgroup?.remove().catch(() => undefined);
       await uidLease?.release();

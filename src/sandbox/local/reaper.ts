@@ -26,6 +26,7 @@ for owner in "$root"/opencode-env-*/owner.json; do
   grep -q "^{\\"pid\\":$pid," "$owner" 2>/dev/null || continue
   dir=\${owner%/owner.json}
   umount -l "$dir/scratch" 2>/dev/null
+  umount -l "$dir/netns" 2>/dev/null
 done
 for parent in "$@"; do
   for group in "$parent"/opencode-env-"$pid"-*; do [ -d "$group" ] && rmdir "$group" 2>/dev/null; done

@@ -77,8 +77,9 @@ async function listen(
 
 /**
  * An offline E2B: the control plane and envd over real HTTP on 127.0.0.1, for the real `e2b` SDK. Each sandbox is
- * a sandbox of this project's local backend, forced to bubblewrap with its network cut off (`--unshare-net`, own pid
- * namespace), so commands really run and cannot reach the host. Commands and file operations run as the user the
+ * a sandbox of this project's local backend, forced to bubblewrap with its network cut off (one network namespace
+ * per sandbox with only loopback, shared by its commands as in one VM; own pid namespace per command), so commands
+ * really run, reach each other on 127.0.0.1, and cannot reach the host. Commands and file operations run as the user the
  * request names (registry.ts): `user`, the sandbox's unprivileged uid and the default, or `root`, who alone writes
  * /opt and /root, can chown, read and write `user`'s files and signal its processes (`pkill -u user`).
  */
@@ -98,6 +99,8 @@ export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<
     binaries: { node: process.execPath },
     logger: createLogger('silent'),
     rootUser: { dirs: ROOT_OWNED_DIRS },
+    // One loopback per sandbox, as in one E2B VM: a listener a command opens on 127.0.0.1 (the LLM relay) serves later ones.
+    sharedNetwork: true,
   });
   const registry = new SandboxRegistry(provider);
   const controlPlane = new ControlPlane(apiKey, registry);

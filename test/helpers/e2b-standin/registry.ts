@@ -59,7 +59,7 @@ function newSandboxId(): string {
   return Array.from(randomBytes(20), (byte) => alphabet[byte % alphabet.length]).join('');
 }
 
-/** One sandbox: a sandbox of this project's local backend (bubblewrap, no network), with envd's process table. */
+/** One sandbox: a sandbox of this project's local backend (bubblewrap, loopback only), with envd's process table. */
 export class StandInSandbox {
   readonly sandboxId = newSandboxId();
   readonly envdAccessToken = randomBytes(16).toString('hex');
