@@ -32,7 +32,7 @@ function hostProcessesWith(marker: string): number[] {
   return found;
 }
 
-async function eventually(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
