@@ -281,6 +281,41 @@ describe('recording proxy', () => {
     await later.text();
   });
 
+  it('lets a client still sending an oversized body read its 413 (no reset under it)', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'x' }] }, { maxRequestBytes: 64 * 1024 });
+    const { hostname, port } = new URL(proxy.address!);
+    const total = 384 * 1024; // over the limit, within the bounded drain (8 limits)
+    const outcome = await new Promise<{ response: string; error: string | null }>((resolve) => {
+      let response = '';
+      // Like most HTTP clients (Python's among them): send the whole body, and only then read the answer.
+      const sendAllThenRead = async () => {
+        socket.pause();
+        socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${total}\r\n\r\n`);
+        for (let sent = 0; sent < total && !socket.destroyed; sent += 32 * 1024) {
+          socket.write(Buffer.alloc(32 * 1024, 0x20));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        socket.resume();
+      };
+      const socket = net.connect(Number(port), hostname, () => void sendAllThenRead());
+      socket.on('data', (chunk: Buffer) => {
+        response += chunk.toString('latin1');
+        if (response.includes('\r\n\r\n') && response.includes('}}')) {
+          socket.destroy();
+          resolve({ response, error: null });
+        }
+      });
+      socket.on('error', (error) => resolve({ response, error: error.message }));
+      socket.on('close', () => resolve({ response, error: null }));
+    });
+    assert.match(
+      outcome.response,
+      /^HTTP\/1\.1 413/,
+      `no 413 read (error: ${outcome.error}, got ${JSON.stringify(outcome.response.slice(0, 80))})`,
+    );
+    assert.equal(llm.requests.length, 0);
+  });
+
   it('refuses an oversized request with 413 before it reaches the upstream, and records the refusal', async () => {
     const { llm, proxy, turns } = await setup({ turns: [{ text: 'small is fine' }] }, { maxRequestBytes: 64 * 1024 });
     const big = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] });

@@ -66,6 +66,8 @@ const HOP_BY_HOP = new Set([
 const ERROR_BODY_LIMIT = 4096;
 const LOG_LINES = 200;
 const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+/** How much of a refused body is read and discarded (in request limits) before its connection is dropped. */
+const DRAIN_LIMIT_FACTOR = 8;
 
 /**
  * The only routes relayed: what an agent needs of a model API. Anything else (files, fine-tuning, admin, or a
@@ -475,8 +477,16 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       turns.push(summarizeTurn(refusedTurn));
       options.onTurn?.(refusedTurn);
     }
-    // The rest of an oversized body is not worth reading: answer, then drop the connection.
-    res.shouldKeepAlive = false;
+    // The rest of the body is read and thrown away, so the client, still sending, gets to read the answer: closing now
+    // would reset the connection under it. Bounded: past a few limits' worth, the connection is dropped after all.
+    if (!req.complete) {
+      let discarded = 0;
+      req.on('data', (chunk: Buffer) => {
+        discarded += chunk.length;
+        if (discarded > DRAIN_LIMIT_FACTOR * maxRequestBytes) req.socket.destroy();
+      });
+      req.resume();
+    }
     respondError(res, status, `opencode-env proxy: ${message}`, 'refused');
   }
 
