@@ -1,19 +1,10 @@
 // Turns, specs and results shaped like the runner's, for writing traces without running a rollout.
 import type { ProxyTurn } from '../../src/core/proxy/types.js';
-import type { RolloutResult, RolloutSpec } from '../../src/core/rollout/schema.js';
+import { rolloutRequestSchema, type RolloutResult, type RolloutSpec } from '../../src/core/rollout/schema.js';
 
+/** A spec as the schema makes it (its defaults, not a copy of them), with `overrides` on top. */
 export function makeSpec(overrides: Partial<RolloutSpec> = {}): RolloutSpec {
-  return {
-    instruction: 'write fizzbuzz.py',
-    task_id: 'fixture-task',
-    mode: 'transparent_proxy',
-    max_tokens_cap: 4096,
-    top_logprobs: 5,
-    agent_timeout_s: 600,
-    setup_timeout_s: 120,
-    verify_timeout_s: 120,
-    ...overrides,
-  };
+  return { ...rolloutRequestSchema.parse({ instruction: 'write fizzbuzz.py', task_id: 'fixture-task' }), ...overrides };
 }
 
 /** A turn whose request carries `content` as its last message (make it large for a large turn). */

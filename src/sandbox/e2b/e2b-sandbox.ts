@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { FileType, type Sandbox as SdkSandbox } from 'e2b';
 import { SandboxError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { CappedOutput } from '../../util/capped-output.js';
+import { runToCompletion } from '../run-to-completion.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import { openRelayLlmChannel } from '../relay/relay-channel.js';
 import { classifyE2bError, isTransientE2bError, sandboxErrorFromE2b, type E2bStep } from './e2b-errors.js';
@@ -22,7 +22,6 @@ const VERIFIER_TMP = '/root/.opencode-env-tmp';
 /** Root-owned, so the agent cannot change what later runs from there (the Python driver, the LLM bridge). */
 const RESOURCES_DIR = '/opt/opencode-env/resources';
 
-const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** Deadline of our own housekeeping commands (kills, lookups): short, they do little. */
 const HOUSEKEEPING_TIMEOUT_MS = 30_000;
 /** How long kill() waits for the streams of its processes to break once the VM is gone. */
@@ -130,65 +129,13 @@ export class E2bSandbox implements Sandbox {
   }
 
   async run(argv: string[], options: RunOptions): Promise<CommandResult> {
-    const limit = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
-    const stdout = new CappedOutput(limit);
-    const stderr = new CappedOutput(limit);
-    const startedAt = performance.now();
-    if (options.signal?.aborted) {
-      return { exitCode: 130, signal: null, stdout: '', stderr: 'aborted before start', durationMs: 0, timedOut: false, aborted: true };
-    }
-    let timedOut = false;
-    let aborted = false;
-    let child: E2bProcess | null = null;
-    // Armed before the start round trip, which counts against the deadline too.
-    const timer = setTimeout(() => {
-      timedOut = true;
-      void child?.kill();
-    }, options.timeoutMs);
-    const onAbort = () => {
-      aborted = true;
-      void child?.kill();
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const withStdin = options.stdin !== undefined;
-      child = await this.launch(
-        argv,
-        {
-          ...(options.cwd ? { cwd: options.cwd } : {}),
-          ...(options.env ? { env: options.env } : {}),
-          onStdout: (chunk) => {
-            stdout.push(chunk);
-            options.onStdout?.(chunk);
-          },
-          onStderr: (chunk) => {
-            stderr.push(chunk);
-            options.onStderr?.(chunk);
-          },
-        },
-        options.as ?? 'agent',
-        withStdin,
-      );
-      if (timedOut || aborted) void child.kill();
-      else if (withStdin) {
-        await child.write(options.stdin!);
-        await child.endInput();
-      }
-      const exit = await child.exited;
-      if (child.lostWith !== null && !timedOut && !aborted) throw await this.lostCommand(child, argv);
-      return {
-        exitCode: exit.exitCode,
-        signal: exit.signal,
-        stdout: stdout.toString(),
-        stderr: stderr.toString(),
-        durationMs: performance.now() - startedAt,
-        timedOut,
-        aborted,
-      };
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    }
+    return runToCompletion(
+      options,
+      (io) => this.launch(argv, io, options.as ?? 'agent', options.stdin !== undefined),
+      async (child, stopped) => {
+        if (child.lostWith !== null && !stopped) throw await this.lostCommand(child, argv);
+      },
+    );
   }
 
   /**

@@ -3,8 +3,8 @@ import { chmod, lstat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { SandboxError } from '../../errors.js';
-import { CappedOutput } from '../../util/capped-output.js';
 import { findProcessesByEnvMarker, killAndWait } from '../../util/process-tree.js';
+import { runToCompletion } from '../run-to-completion.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import type { SandboxCgroup } from './cgroups.js';
 import type { Isolation, LaunchIdentity, SandboxDirs, SandboxUids } from './isolation.js';
@@ -18,7 +18,6 @@ import { killProcessesOf, type UidLease } from './uids.js';
 /** Environment variable naming the sandbox, carried by all of its processes. */
 const SANDBOX_MARKER = 'OPENCODE_ENV_SANDBOX_ID';
 
-const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 export interface LocalSandboxDeps {
@@ -170,60 +169,17 @@ export class LocalSandbox implements Sandbox {
   }
 
   async run(argv: string[], options: RunOptions): Promise<CommandResult> {
-    const limit = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
-    const stdout = new CappedOutput(limit);
-    const stderr = new CappedOutput(limit);
-    const startedAt = performance.now();
-    if (options.signal?.aborted) {
-      return { exitCode: 130, signal: null, stdout: '', stderr: 'aborted before start', durationMs: 0, timedOut: false, aborted: true };
-    }
-    const child = this.launch(
-      argv,
-      {
-        ...(options.cwd ? { cwd: options.cwd } : {}),
-        ...(options.env ? { env: options.env } : {}),
-        onStdout: (chunk) => {
-          stdout.push(chunk);
-          options.onStdout?.(chunk);
-        },
-        onStderr: (chunk) => {
-          stderr.push(chunk);
-          options.onStderr?.(chunk);
-        },
+    return runToCompletion(
+      options,
+      (io) => {
+        const child = this.launch(argv, io, options.as ?? 'agent');
+        // A local process always gets a stdin pipe: without input, it is closed at once (the command reads EOF).
+        if (options.stdin === undefined) void child.endInput();
+        return child;
       },
-      options.as ?? 'agent',
-    );
-    if (options.stdin !== undefined) void child.write(options.stdin);
-    void child.endInput();
-
-    let timedOut = false;
-    let aborted = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      void child.kill();
-    }, options.timeoutMs);
-    const onAbort = () => {
-      aborted = true;
-      void child.kill();
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const exit = await child.exited;
       // A command's process tree ends with it: background children it left behind are killed too.
-      await child.kill();
-      return {
-        exitCode: exit.exitCode,
-        signal: exit.signal,
-        stdout: stdout.toString(),
-        stderr: stderr.toString(),
-        durationMs: performance.now() - startedAt,
-        timedOut,
-        aborted,
-      };
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    }
+      (child) => child.kill(),
+    );
   }
 
   private hostPath(sandboxPath: string): string {
