@@ -1,15 +1,23 @@
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { normalizeBaseUrl, type EndpointCatalog, type EndpointName } from './core/rollout/endpoints.js';
 import { ConfigError } from './errors.js';
+import { DEFAULT_E2B_TEMPLATE, type E2bSandboxSettings } from './sandbox/e2b/settings.js';
 import type { SandboxSettings } from './sandbox/factory.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
 
 const envSchema = z.object({
-  OPENCODE_ENV_SANDBOX: z.enum(['local']).default('local'),
+  OPENCODE_ENV_SANDBOX: z.enum(['auto', 'e2b', 'local']).default('auto'),
+  E2B_API_KEY: z.string().min(1).optional(),
+  OPENCODE_ENV_E2B_TEMPLATE: z.string().min(1).default(DEFAULT_E2B_TEMPLATE),
+  // E2B's entry plan allows one creation per second; a burst of rollouts waits its turn rather than meeting 429s.
+  OPENCODE_ENV_E2B_CREATE_PER_S: z.coerce.number().positive().max(1000).default(1),
+  // How long an idle episode sandbox lives on E2B (work extends it); E2B's maximum is 1 h (Hobby) or 24 h (Pro).
+  OPENCODE_ENV_E2B_LIFETIME_S: z.coerce.number().int().positive().max(86_400).default(3600),
   OPENCODE_ENV_ISOLATION: z.enum(['auto', 'bwrap', 'none']).default('auto'),
   OPENCODE_ENV_SANDBOX_NETWORK: z.enum(['isolated', 'host']).default('isolated'),
   OPENCODE_ENV_SANDBOX_DIR: z.string().min(1).optional(),
@@ -98,16 +106,46 @@ function endpointCatalog(env: NodeJS.ProcessEnv, problems: string[]): EndpointCa
   return Object.fromEntries(entries) as EndpointCatalog;
 }
 
+/** Identifies this server process in the metadata of its E2B sandboxes: `gc` finds a dead instance's leftovers by it. */
+function serverInstanceId(): string {
+  return `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}
+
+/** `auto` is E2B when a key is set, local otherwise; asking for E2B without a key fails here, naming the variable. */
+function sandboxBackend(e: z.infer<typeof envSchema>, problems: string[]): { backend: SandboxSettings['backend']; reason: string } {
+  if (e.OPENCODE_ENV_SANDBOX === 'local') return { backend: 'local', reason: 'OPENCODE_ENV_SANDBOX=local' };
+  if (e.OPENCODE_ENV_SANDBOX === 'e2b') {
+    if (!e.E2B_API_KEY) problems.push('OPENCODE_ENV_SANDBOX=e2b needs E2B_API_KEY (your E2B API key); it is not set');
+    return { backend: 'e2b', reason: 'OPENCODE_ENV_SANDBOX=e2b' };
+  }
+  return e.E2B_API_KEY
+    ? { backend: 'e2b', reason: 'E2B_API_KEY is set (OPENCODE_ENV_SANDBOX=auto)' }
+    : { backend: 'local', reason: 'E2B_API_KEY is not set (OPENCODE_ENV_SANDBOX=auto)' };
+}
+
 /** Reads every setting from the environment once, so a typo fails at start-up with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => present(value) !== undefined)));
   const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
   const endpoints = endpointCatalog(env, problems);
-  if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+  const selected = parsed.success ? sandboxBackend(parsed.data, problems) : null;
+  if (!parsed.success || !selected || problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
   const e = parsed.data;
+  // The SDK's own variables (E2B_API_URL, E2B_SANDBOX_URL, E2B_DOMAIN, E2B_DEBUG) are left for it to read.
+  const e2b: E2bSandboxSettings | null = e.E2B_API_KEY
+    ? {
+        apiKey: e.E2B_API_KEY,
+        template: e.OPENCODE_ENV_E2B_TEMPLATE,
+        createPerSecond: e.OPENCODE_ENV_E2B_CREATE_PER_S,
+        serverInstanceId: serverInstanceId(),
+        defaultLifetimeMs: e.OPENCODE_ENV_E2B_LIFETIME_S * 1000,
+      }
+    : null;
   return {
     sandbox: {
-      backend: e.OPENCODE_ENV_SANDBOX,
+      backend: selected.backend,
+      reason: selected.reason,
+      e2b,
       local: {
         isolation: e.OPENCODE_ENV_ISOLATION,
         network: e.OPENCODE_ENV_SANDBOX_NETWORK,

@@ -47,6 +47,7 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
     }
     return binaries;
   };
+  logger.info({ backend: config.sandbox.backend, reason: config.sandbox.reason }, `sandbox backend: ${config.sandbox.backend}`);
   const traces = new TraceStore(path.join(config.dataDir, 'traces'), { maxTraceBytes: config.maxTraceBytes });
   const provider = createSandboxProvider(config.sandbox, {
     resourcesDir,

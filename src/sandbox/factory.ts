@@ -1,11 +1,17 @@
 import type { Logger } from '../log.js';
+import { ConfigError } from '../errors.js';
+import type { E2bSandboxSettings } from './e2b/settings.js';
 import type { LocalSandboxSettings } from './local/settings.js';
 import type { SandboxBackendName, SandboxBinary, SandboxProvider } from './types.js';
 
 /** The sandbox part of the server's config: which backend, and one section of settings per backend. */
 export interface SandboxSettings {
-  backend: 'local';
+  backend: SandboxBackendName;
+  /** Why this backend (for the start-up log line): the variable that chose it. */
+  reason: string;
   local: LocalSandboxSettings;
+  /** Present when E2B_API_KEY is set. */
+  e2b: E2bSandboxSettings | null;
 }
 
 /** What every backend gets from the server, whatever its settings. */
@@ -51,5 +57,13 @@ export function createSandboxProvider(settings: SandboxSettings, deps: SandboxPr
           logger: deps.logger,
         });
       });
+    case 'e2b': {
+      const e2b = settings.e2b;
+      if (!e2b) throw new ConfigError('the e2b sandbox backend needs E2B_API_KEY');
+      return loadedOnFirstUse('e2b', async () => {
+        const { E2bSandboxProvider } = await import('./e2b/provider.js');
+        return new E2bSandboxProvider({ settings: e2b, resourcesDir: deps.resourcesDir, logger: deps.logger });
+      });
+    }
   }
 }

@@ -20,6 +20,8 @@ export interface E2bSandboxSettings {
   sandboxUrl?: string;
 }
 
+/** The template `opencode-env template build` builds, and sandboxes start from unless told otherwise. */
+export const DEFAULT_E2B_TEMPLATE = 'opencode-env';
 export const DEFAULT_E2B_LIFETIME_MS = 60 * 60 * 1000;
 /** The `app` metadata tag every sandbox of this project carries. */
 export const E2B_APP_TAG = 'opencode-env';
