@@ -44,6 +44,11 @@ export class InfrastructureError extends OpencodeEnvError {
 /** A sandbox operation failed: the sandbox is gone, a path is outside it, or a program it needs cannot start. */
 export class SandboxError extends OpencodeEnvError {}
 
+/** A file a sandbox was asked to read is not there. `code` is Node's, so callers treat every backend alike. */
+export class SandboxFileNotFoundError extends SandboxError {
+  readonly code = 'ENOENT';
+}
+
 /** How a transport should report an error: the caller's fault, a failure it may retry, or a bug. */
 type ErrorClass = 'invalid_input' | 'infrastructure' | 'sandbox' | 'internal';
 

@@ -112,7 +112,10 @@ export function sandboxContract(target: SandboxContractTarget): void {
       assert.equal(byPath['src/app.py']?.size, 12);
       assert.equal(byPath['data/bytes.bin']?.type, 'file');
       assert.equal(byPath['made.txt']?.type, 'file');
-      await assert.rejects(sandbox.readFile('does-not-exist.txt'));
+      await assert.rejects(sandbox.readFile('does-not-exist.txt'), (error: NodeJS.ErrnoException) => {
+        assert.equal(error.code, 'ENOENT', 'a missing file says so the same way on every backend (the verifier relies on it)');
+        return true;
+      });
     });
 
     it('delivers HTTP requests made inside the sandbox to the host through its LLM channel', async () => {

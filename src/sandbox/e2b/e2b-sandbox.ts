@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { FileType, type Sandbox as SdkSandbox } from 'e2b';
-import { SandboxError } from '../../errors.js';
+import { FileType, NotFoundError, type Sandbox as SdkSandbox } from 'e2b';
+import { SandboxError, SandboxFileNotFoundError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { runToCompletion } from '../run-to-completion.js';
 import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
 import { openRelayLlmChannel } from '../relay/relay-channel.js';
 import { classifyE2bError, isTransientE2bError, sandboxErrorFromE2b, type E2bStep } from './e2b-errors.js';
 import { E2bProcess } from './e2b-process.js';
+import { IdleLifetime } from './lifetime.js';
 import { withRetries, type RetryPolicy } from './retry.js';
 import { killCommandLine, shellQuote, wrappedCommandLine } from './shell.js';
 
@@ -29,7 +30,7 @@ const KILL_GRACE_MS = 5000;
 
 export interface E2bSandboxDeps {
   sdk: SdkSandbox;
-  /** Killed this long after creation (E2B kills it then too: it was created with this timeout). */
+  /** Killed this long after its last activity (E2B kills it then too: created with this timeout, renewed while work goes on). */
   lifetimeMs: number;
   /** The project's resources/ directory on this machine, uploaded on first use. */
   resourcesDir: string;
@@ -58,7 +59,7 @@ export class E2bSandbox implements Sandbox {
   private readonly channels = new Set<LlmChannel>();
   private readonly resources = new Map<string, Promise<string>>();
   private readonly lookups = new Map<string, Promise<string>>();
-  private readonly lifetimeTimer: NodeJS.Timeout;
+  private readonly lifetime: IdleLifetime;
   private killPromise: Promise<void> | null = null;
   private processCounter = 0;
   /** Set by `prepareVerifier()`: verifier commands may run, and files the host writes are root's. */
@@ -67,7 +68,13 @@ export class E2bSandbox implements Sandbox {
   constructor(private readonly deps: E2bSandboxDeps) {
     this.id = deps.sdk.sandboxId;
     // E2B ends the VM at the same moment; this makes the object refuse work (and frees its slot) then too.
-    this.lifetimeTimer = setTimeout(() => void this.kill().catch(() => undefined), deps.lifetimeMs).unref();
+    this.lifetime = new IdleLifetime({
+      lifetimeMs: deps.lifetimeMs,
+      renew: (ms) => deps.sdk.setTimeout(ms),
+      onExpired: () => void this.kill().catch(() => undefined),
+      onRenewFailed: (error) =>
+        deps.logger.warn({ sandbox: this.id, error }, "could not extend an E2B sandbox's lifetime; trying again while work goes on"),
+    });
   }
 
   get killed(): boolean {
@@ -95,7 +102,12 @@ export class E2bSandbox implements Sandbox {
     const marker = `${this.id}-${++this.processCounter}`;
     const user = this.userFor(role);
     const decode = (callback: ((chunk: Buffer) => void) | undefined) =>
-      callback ? (data: string) => callback(Buffer.from(data, 'utf8')) : undefined;
+      callback
+        ? (data: string) => {
+            this.lifetime.touch();
+            callback(Buffer.from(data, 'utf8'));
+          }
+        : undefined;
     const onStdout = decode(options.onStdout);
     const onStderr = decode(options.onStderr);
     let handle;
@@ -184,7 +196,9 @@ export class E2bSandbox implements Sandbox {
     const target = this.absolute(sandboxPath);
     const user = this.fileUser();
     return this.transfer(`read ${target}`, async () => {
-      const info = await this.deps.sdk.files.getInfo(target, { user });
+      const info = await this.deps.sdk.files.getInfo(target, { user }).catch((error: unknown) => {
+        throw error instanceof NotFoundError ? new SandboxFileNotFoundError(`${target} does not exist`, { cause: error }) : error;
+      });
       if (info.type !== FileType.FILE) throw new SandboxError(`${target} is not a regular file (${info.type ?? 'unknown type'})`);
       return Buffer.from(await this.deps.sdk.files.read(target, { format: 'bytes', user }));
     });
@@ -308,6 +322,7 @@ export class E2bSandbox implements Sandbox {
    * backoff while E2B is busy, rate-limited or unreachable, and never once this sandbox has been killed.
    */
   private async transfer<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    this.lifetime.touch();
     try {
       return await withRetries(operation, {
         isRetryable: (error) => !this.killed && isTransientE2bError(error, 'file'),
@@ -316,6 +331,8 @@ export class E2bSandbox implements Sandbox {
         ...(this.deps.retryPolicy ? { policy: this.deps.retryPolicy } : {}),
       });
     } catch (error) {
+      // Ours already says what is wrong (a missing file, a directory where a file was asked for).
+      if (error instanceof SandboxError) throw error;
       throw this.failure(what, error, 'file');
     }
   }
@@ -327,7 +344,7 @@ export class E2bSandbox implements Sandbox {
 
   kill(): Promise<void> {
     this.killPromise ??= (async () => {
-      clearTimeout(this.lifetimeTimer);
+      this.lifetime.stop();
       await Promise.allSettled([...this.channels].map((channel) => channel.close()));
       try {
         // Killing the VM ends every process; their streams break, which settles each one's `exited`.

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../../src/config.js';
+import { findOpencodeBinary } from '../../../src/core/rollout/opencode-binary.js';
 import { createLogger } from '../../../src/log.js';
 import { resourcesDir } from '../../../src/paths.js';
 import { LocalSandboxProvider } from '../../../src/sandbox/local/provider.js';
@@ -20,6 +21,11 @@ export interface E2bStandInOptions {
   apiKey?: string;
   /** Host directory under which sandbox directories are made. Default: the system temp directory. */
   sandboxRootDir?: string;
+  /**
+   * Templates whose sandboxes have no opencode on PATH, as E2B's `base`. Every other template name has it (this
+   * project's opencode binary), as one built from resources/e2b would. Default `['base']`.
+   */
+  templatesWithoutOpencode?: string[];
 }
 
 export interface E2bStandIn {
@@ -96,13 +102,13 @@ export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<
   const provider = new LocalSandboxProvider({
     settings: config.sandbox.local,
     resourcesDir,
-    binaries: { node: process.execPath },
+    binaries: { node: process.execPath, opencode: findOpencodeBinary(null) },
     logger: createLogger('silent'),
     rootUser: { dirs: ROOT_OWNED_DIRS },
     // One loopback per sandbox, as in one E2B VM: a listener a command opens on 127.0.0.1 (the LLM relay) serves later ones.
     sharedNetwork: true,
   });
-  const registry = new SandboxRegistry(provider);
+  const registry = new SandboxRegistry(provider, options.templatesWithoutOpencode ?? ['base']);
   const controlPlane = new ControlPlane(apiKey, registry);
   const envd = new Envd(registry);
   const requests: RecordedRequest[] = [];

@@ -151,7 +151,10 @@ export class SandboxRegistry {
   private readonly sandboxes = new Map<string, StandInSandbox>();
   private readonly kills = new Set<Promise<void>>();
 
-  constructor(private readonly provider: SandboxProvider) {}
+  constructor(
+    private readonly provider: SandboxProvider,
+    private readonly templatesWithoutOpencode: string[],
+  ) {}
 
   async create(options: {
     templateId: string;
@@ -161,6 +164,12 @@ export class SandboxRegistry {
   }): Promise<StandInSandbox> {
     const sandbox = await this.provider.create({ label: 'e2b-standin', metadata: options.metadata });
     if (!(sandbox instanceof LocalSandbox)) throw new Error('the stand-in runs its sandboxes on the local backend');
+    // envd runs commands in a login shell, whose /etc/profile sets PATH: a template with opencode puts it on PATH the
+    // way an image can, from the user's profile (node is the system one).
+    if (!this.templatesWithoutOpencode.includes(options.templateId)) {
+      const binDir = path.posix.dirname(await sandbox.binaryPath('opencode'));
+      await sandbox.writeFile(path.posix.join(sandbox.homeDir, '.profile'), `export PATH="${binDir}:$PATH"\n`);
+    }
     const standIn = new StandInSandbox(sandbox, options.templateId, options.metadata, options.envs, options.timeoutS, (expired) => {
       void this.kill(expired, 'timeout');
     });
