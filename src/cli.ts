@@ -78,6 +78,15 @@ async function runProgram(argv: string[]): Promise<void> {
     });
 
   program
+    .command('gc')
+    .description('kill the E2B sandboxes whose server instance is gone (needs E2B_API_KEY); prints a table of what it found')
+    .option('--dry-run', 'only show what would be killed')
+    .option('--all-hosts', "also kill sandboxes of other hosts' instances, which cannot be checked from here")
+    .action(async (options: { dryRun?: boolean; allHosts?: boolean }) => {
+      process.exitCode = await (await import('./commands/gc.js')).runGcCommand(options);
+    });
+
+  program
     .command('scripted-llm')
     .description('serve an OpenAI-compatible model that replays a script of assistant turns (for offline rollouts and tests)')
     .requiredOption('--script <file>', 'JSON script: {"title"?, "turns": [{"text"?, "reasoning"?, "tool_calls"?, "error"?, ...}]}')
@@ -100,6 +109,23 @@ async function runProgram(argv: string[]): Promise<void> {
     .option('--relay-only', 'forward without injecting or recording')
     .option('--max-failures <n>', 'upstream failures in a row before answering with a non-retryable error', '3')
     .action(async (options) => (await import('./commands/proxy.js')).runProxyCommand(options));
+
+  const template = program.command('template').description('the E2B template sandboxes start from (resources/e2b/template.json)');
+  template
+    .command('build')
+    .description('build the template on E2B (needs E2B_API_KEY); logs on stderr, the template name on stdout')
+    .option('--name <name>', 'template name or name:tag (default: OPENCODE_ENV_E2B_TEMPLATE, else opencode-env)')
+    .option('--cpu <n>', "vCPUs of the template's sandboxes (default: the definition's)")
+    .option('--memory-mb <n>', "memory of the template's sandboxes in MiB (default: the definition's)")
+    .action(async (options) => {
+      process.exitCode = await (await import('./commands/template.js')).runTemplateBuild(options);
+    });
+  template
+    .command('show')
+    .description('print the template as a Dockerfile, for review (offline)')
+    .action(async () => {
+      process.exitCode = (await import('./commands/template.js')).runTemplateShow();
+    });
 
   await program.parseAsync(argv, { from: 'user' });
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Config } from './config.js';
-import { findOpencodeBinary } from './core/rollout/opencode-binary.js';
+import { findOpencodeBinary, installedOpencodeVersion } from './core/rollout/opencode-binary.js';
 import type { RolloutRunner, RolloutService } from './core/rollout/run.js';
 import { TraceStore } from './core/traces.js';
 import { Lifecycle } from './lifecycle.js';
@@ -52,7 +52,9 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
   const provider = createSandboxProvider(config.sandbox, {
     resourcesDir,
     hiddenPaths: [config.dataDir],
+    dataDir: config.dataDir,
     binaries: resolveBinaries,
+    opencodeVersion: installedOpencodeVersion,
     logger,
   });
   const concurrency = new Semaphore(config.rollouts.maxConcurrent);

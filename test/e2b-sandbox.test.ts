@@ -1,6 +1,7 @@
 // The E2B backend against the offline stand-in (test/helpers/e2b-standin): the shared sandbox contract, and what
 // only this backend promises (the SDK's command timeout is off, deadlines kill in the sandbox, creations are paced).
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
@@ -61,7 +62,13 @@ describe('e2b sandbox on the stand-in', () => {
     assert.equal(info.templateId, 'custom-template');
     assert.equal(info.timeoutS, 120);
     assert.deepEqual(info.envs, { A: 'b' });
-    assert.deepEqual(info.metadata, { rollout: 'r1', app: 'opencode-env', serverInstance: 'test-instance' });
+    assert.deepEqual(info.metadata, {
+      rollout: 'r1',
+      app: 'opencode-env',
+      serverInstance: 'test-instance',
+      serverHost: os.hostname(),
+      serverPid: String(process.pid),
+    });
     assert.equal(sandbox.backend, 'e2b');
     await sandbox.kill();
     assert.equal(standIn.sandboxes().find((s) => s.sandboxId === sandbox.id)?.state, 'killed', 'kill() kills it at E2B');

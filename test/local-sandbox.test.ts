@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.js';
+import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
 import { createSandboxProvider } from '../src/sandbox/factory.js';
@@ -17,7 +18,7 @@ function localProvider(rootDir: string, env: Record<string, string> = {}): Sandb
   return createSandboxProvider(config.sandbox, {
     resourcesDir,
     hiddenPaths: [],
-    binaries: () => ({ node: process.execPath }),
+    binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
     logger: createLogger('silent'),
   });
 }

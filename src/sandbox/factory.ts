@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Logger } from '../log.js';
 import { ConfigError } from '../errors.js';
 import type { E2bSandboxSettings } from './e2b/settings.js';
@@ -23,6 +24,10 @@ export interface SandboxProviderDeps {
   /** Host binaries sandboxes need (opencode, node), looked up when the backend first needs them. */
   binaries: () => Partial<Record<SandboxBinary, string>>;
   logger: Logger;
+  /** The server's data directory: the E2B backend records there that this instance is alive (for `gc`). */
+  dataDir?: string;
+  /** The opencode-ai version a remote sandbox gets when its template lacks opencode (the server's own). */
+  opencodeVersion?: () => string;
 }
 
 /**
@@ -62,7 +67,14 @@ export function createSandboxProvider(settings: SandboxSettings, deps: SandboxPr
       if (!e2b) throw new ConfigError('the e2b sandbox backend needs E2B_API_KEY');
       return loadedOnFirstUse('e2b', async () => {
         const { E2bSandboxProvider } = await import('./e2b/provider.js');
-        return new E2bSandboxProvider({ settings: e2b, resourcesDir: deps.resourcesDir, logger: deps.logger });
+        const { INSTANCES_SUBDIR } = await import('./e2b/instances.js');
+        return new E2bSandboxProvider({
+          settings: e2b,
+          resourcesDir: deps.resourcesDir,
+          logger: deps.logger,
+          ...(deps.opencodeVersion ? { opencodeVersion: deps.opencodeVersion() } : {}),
+          ...(deps.dataDir ? { instancesDir: path.join(deps.dataDir, INSTANCES_SUBDIR) } : {}),
+        });
       });
     }
   }

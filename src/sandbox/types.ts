@@ -112,6 +112,16 @@ export interface Sandbox {
   writeFile(path: string, content: string | Uint8Array): Promise<void>;
   /** Reads a regular file; symlinks are never followed out of the sandbox. */
   readFile(path: string): Promise<Buffer>;
+  /**
+   * Writes many files at once, making their parent directories: one archive, so a constant number of round trips
+   * on a remote backend, however many files. Ownership as for `writeFile`.
+   */
+  writeFiles(files: ReadonlyArray<{ path: string; content: string | Uint8Array }>): Promise<void>;
+  /**
+   * Reads many regular files at once (one archive on a remote backend), keyed by the paths as given. A path that is
+   * missing, unreadable or not a regular file is left out; symlinks are never followed.
+   */
+  readFiles(paths: readonly string[]): Promise<Map<string, Buffer>>;
   /** Lists a directory tree without following symlinks. */
   listFiles(dir: string, options?: { maxDepth?: number }): Promise<FileEntry[]>;
 
@@ -124,6 +134,11 @@ export interface Sandbox {
   pythonExecutable(): Promise<string>;
   /** Absolute path inside the sandbox of a program the project ships or runs on. */
   binaryPath(binary: SandboxBinary): Promise<string>;
+  /**
+   * Like `binaryPath`, but installs the binary first where the backend can (an E2B template without opencode gets
+   * the pinned version); `installed` says it had to, so a rollout can report what that cost.
+   */
+  ensureBinary(binary: SandboxBinary): Promise<{ path: string; installed: boolean }>;
 
   /**
    * Where verifier commands write their reward (`reward.txt` or `reward.json`), e.g. `/home/user/logs/verifier`.
@@ -157,6 +172,11 @@ export interface SandboxCreateOptions {
   metadata?: Record<string, string>;
   /** Environment variables every process in the sandbox gets (a command's own `env` wins). */
   env?: Record<string, string>;
+  /**
+   * Whether the sandbox may reach the internet (default: yes). Backends whose network is a server setting (local:
+   * OPENCODE_ENV_SANDBOX_NETWORK) ignore it.
+   */
+  allowInternet?: boolean;
 }
 
 /** Creates sandboxes and remembers them, so that shutdown can kill every one still alive. */

@@ -118,6 +118,39 @@ export function sandboxContract(target: SandboxContractTarget): void {
       });
     });
 
+    it('writes and reads many files at once, making parents, never following a link, leaving out what is not a file', async () => {
+      const longName = `deep/${'d'.repeat(120)}/${'n'.repeat(120)}.txt`;
+      await sandbox.writeFiles([
+        { path: 'batch/a.txt', content: 'alpha\n' },
+        { path: `${sandbox.workdir}/batch/nested/b.bin`, content: new Uint8Array([0, 255, 10]) },
+        { path: 'batch/empty', content: '' },
+        { path: `batch/${longName}`, content: 'long\n' },
+        { path: 'batch/ünï.txt', content: 'utf-8 name\n' },
+      ]);
+      const seen = await sandbox.run(bash('cat batch/a.txt; wc -c < batch/nested/b.bin; ls batch'), { timeoutMs: 10_000 });
+      assert.equal(seen.stdout, 'alpha\n3\na.txt\ndeep\nempty\nnested\nünï.txt\n');
+      await sandbox.run(bash('ln -s /etc/passwd batch/link; mkdir -p batch/dir'), { timeoutMs: 10_000 });
+      const asked = ['batch/a.txt', `${sandbox.workdir}/batch/nested/b.bin`, 'batch/empty', `batch/${longName}`, 'batch/ünï.txt'];
+      const read = await sandbox.readFiles([...asked, 'batch/link', 'batch/dir', 'batch/missing']);
+      assert.deepEqual([...read.keys()].sort(), [...asked].sort(), 'links, directories and missing paths are left out');
+      assert.equal(read.get('batch/a.txt')?.toString(), 'alpha\n');
+      assert.deepEqual([...(read.get(`${sandbox.workdir}/batch/nested/b.bin`) ?? [])], [0, 255, 10]);
+      assert.equal(read.get('batch/empty')?.length, 0);
+      assert.equal(read.get(`batch/${longName}`)?.toString(), 'long\n');
+      assert.equal(read.get('batch/ünï.txt')?.toString(), 'utf-8 name\n');
+      assert.equal((await sandbox.readFiles([])).size, 0);
+    });
+
+    it('finds node and opencode, installing nothing where the template has them', async () => {
+      for (const binary of ['node', 'opencode'] as const) {
+        const found = await sandbox.ensureBinary(binary);
+        assert.equal(found.installed, false, `${binary} is there already`);
+        assert.equal(found.path, await sandbox.binaryPath(binary));
+        const version = await sandbox.run([found.path, '--version'], { timeoutMs: 60_000 });
+        assert.equal(version.exitCode, 0, `${binary} --version: ${version.stderr}`);
+      }
+    });
+
     it('delivers HTTP requests made inside the sandbox to the host through its LLM channel', async () => {
       const seen: string[] = [];
       const host = http.createServer((req, res) => {

@@ -23,8 +23,8 @@ function looksBinary(content: Buffer): boolean {
  */
 export async function collectWorkdirFiles(sandbox: Sandbox): Promise<CollectedFiles> {
   const entries = await sandbox.listFiles(sandbox.workdir);
-  const files: Record<string, string> = {};
   const extra: string[] = [];
+  const candidates: string[] = [];
   let total = 0;
   const skippedPrefixes: string[] = [];
   for (const entry of entries.sort((a, b) => a.path.localeCompare(b.path))) {
@@ -36,23 +36,28 @@ export async function collectWorkdirFiles(sandbox: Sandbox): Promise<CollectedFi
       }
       continue;
     }
-    if (entry.type !== 'file') {
+    if (
+      entry.type !== 'file' ||
+      entry.size > FILE_CONTENT_LIMIT ||
+      total + entry.size > FILES_TOTAL_LIMIT ||
+      candidates.length >= MAX_FILES
+    ) {
       extra.push(entry.path);
       continue;
     }
-    if (entry.size > FILE_CONTENT_LIMIT || total + entry.size > FILES_TOTAL_LIMIT || Object.keys(files).length >= MAX_FILES) {
-      extra.push(entry.path);
-      continue;
-    }
-    const content = await sandbox.readFile(path.posix.join(sandbox.workdir, entry.path)).catch(() => null);
-    if (content === null || looksBinary(content)) {
-      extra.push(entry.path);
-      continue;
-    }
-    files[entry.path] = content.toString('utf8');
-    total += content.length;
+    candidates.push(entry.path);
+    total += entry.size;
   }
-  return { files, files_extra: extra };
+  // One read for all of them: a remote sandbox sends them as one archive.
+  const contents = await sandbox.readFiles(candidates.map((file) => path.posix.join(sandbox.workdir, file)));
+  const files: Record<string, string> = {};
+  for (const file of candidates) {
+    const content = contents.get(path.posix.join(sandbox.workdir, file));
+    // Gone or changed since the listing, unreadable, or binary: named, not included.
+    if (!content || content.length > FILE_CONTENT_LIMIT || looksBinary(content)) extra.push(file);
+    else files[file] = content.toString('utf8');
+  }
+  return { files, files_extra: extra.sort() };
 }
 
 /** Rejects staged-file paths that would land outside the workdir. */

@@ -27,6 +27,11 @@ function safeRead(file: string): string {
   }
 }
 
+/** The version of the installed opencode-ai dependency: what sandboxes without opencode get (and templates pin). */
+export function installedOpencodeVersion(): string {
+  return (JSON.parse(readFileSync(require.resolve('opencode-ai/package.json'), 'utf8')) as { version: string }).version;
+}
+
 /**
  * The real opencode binary from the installed opencode-ai dependency (its platform package), or the
  * override (OPENCODE_ENV_OPENCODE_BIN) when set. Throws with what to do when there is none.

@@ -153,6 +153,7 @@ export class RolloutRunner implements RolloutService {
             label: 'rollout',
             ...(spec.template ? { template: spec.template } : {}),
             lifetimeMs: sandboxLifetimeMs(spec),
+            allowInternet: spec.allow_internet,
             metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
           })
           .catch(rethrowAs('sandbox')),
@@ -162,7 +163,8 @@ export class RolloutRunner implements RolloutService {
 
       if (spec.files && Object.keys(spec.files).length > 0) {
         await phase('files', async () => {
-          for (const [file, content] of Object.entries(spec.files!)) await box.writeFile(path.posix.join(box.workdir, file), content);
+          const staged = Object.entries(spec.files!).map(([file, content]) => ({ path: path.posix.join(box.workdir, file), content }));
+          await box.writeFiles(staged);
         });
       }
 
@@ -181,6 +183,14 @@ export class RolloutRunner implements RolloutService {
             }
           }
         });
+      }
+
+      // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
+      const lookedUp = performance.now();
+      const agentBinary = await box.ensureBinary('opencode').catch(rethrowAs('sandbox'));
+      if (agentBinary.installed) {
+        result.timings.install = Math.round(performance.now() - lookedUp) / 1000;
+        progress(`installed opencode in the sandbox (${result.timings.install} s)`);
       }
 
       const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {

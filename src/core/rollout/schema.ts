@@ -19,6 +19,7 @@ const ROLLOUT_DEFAULTS = {
   agent_timeout_s: 600,
   setup_timeout_s: 120,
   verify_timeout_s: 120,
+  allow_internet: true,
 } as const;
 
 const rolloutModeSchema = z.enum(['transparent_proxy', 'black_box']);
@@ -77,6 +78,12 @@ export const rolloutRequestSchema = z
       'Seconds allowed per verifier command',
     ),
     template: optionalField(z.string(), 'Sandbox template (E2B); the local backend records it and ignores it'),
+    allow_internet: fieldWithDefault(
+      z.boolean(),
+      ROLLOUT_DEFAULTS.allow_internet,
+      "Whether the sandbox may reach the internet (E2B's allowInternetAccess). The agent's LLM calls never need it: they " +
+        'go through the server. The local backend follows OPENCODE_ENV_SANDBOX_NETWORK instead',
+    ),
   })
   .refine((input) => !(input.base_url && input.vllm_url && input.base_url !== input.vllm_url), {
     message: 'base_url and vllm_url are aliases: give one of them',
@@ -101,7 +108,8 @@ const commandRecordSchema = z
   })
   .meta({ title: 'CommandRecord', description: 'One setup or verifier command and what it printed (each stream capped at 64 KiB)' });
 
-const ROLLOUT_PHASES = ['queue', 'sandbox', 'files', 'setup', 'proxy', 'agent', 'verify', 'collect', 'trace'] as const;
+/** `install` appears only when the sandbox lacked opencode and got it installed. */
+const ROLLOUT_PHASES = ['queue', 'sandbox', 'files', 'setup', 'install', 'proxy', 'agent', 'verify', 'collect', 'trace'] as const;
 export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
 
 export const rolloutResultSchema = z

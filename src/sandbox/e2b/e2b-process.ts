@@ -8,6 +8,8 @@ export interface E2bProcessDeps {
   killTree: () => Promise<void>;
   /** Told when the process has ended, so its sandbox can forget it. */
   onExit: () => void;
+  /** Told when input is written: activity that keeps the sandbox alive (an execute_python call is one such write). */
+  onInput?: () => void;
 }
 
 /**
@@ -43,6 +45,7 @@ export class E2bProcess implements SandboxProcess {
 
   async write(data: string | Buffer): Promise<void> {
     if (this.inputEnded || this.killing) return;
+    this.deps.onInput?.();
     // A process that already exited never reads it: that is reported through `exited`, as on the local backend.
     await this.deps.handle.sendStdin(typeof data === 'string' ? data : new Uint8Array(data)).catch(() => undefined);
   }

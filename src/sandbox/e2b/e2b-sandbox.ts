@@ -5,13 +5,24 @@ import { FileType, NotFoundError, type Sandbox as SdkSandbox } from 'e2b';
 import { SandboxError, SandboxFileNotFoundError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { runToCompletion } from '../run-to-completion.js';
-import type { CommandResult, FileEntry, LlmChannel, RunOptions, Sandbox, SandboxBinary, SandboxProcess, StartOptions } from '../types.js';
+import {
+  bash,
+  type CommandResult,
+  type FileEntry,
+  type LlmChannel,
+  type RunOptions,
+  type Sandbox,
+  type SandboxBinary,
+  type SandboxProcess,
+  type StartOptions,
+} from '../types.js';
 import { openRelayLlmChannel } from '../relay/relay-channel.js';
 import { classifyE2bError, isTransientE2bError, sandboxErrorFromE2b, type E2bStep } from './e2b-errors.js';
 import { E2bProcess } from './e2b-process.js';
 import { IdleLifetime } from './lifetime.js';
 import { withRetries, type RetryPolicy } from './retry.js';
 import { killCommandLine, shellQuote, wrappedCommandLine } from './shell.js';
+import { packTar, unpackTar } from '../../util/tar.js';
 
 const HOME_DIR = '/home/user';
 /** The template's unprivileged user, who runs the agent's commands. */
@@ -25,6 +36,10 @@ const RESOURCES_DIR = '/opt/opencode-env/resources';
 
 /** Deadline of our own housekeeping commands (kills, lookups): short, they do little. */
 const HOUSEKEEPING_TIMEOUT_MS = 30_000;
+/** Installing opencode with npm in a sandbox whose template lacks it: a download of ~50 MB. */
+const INSTALL_TIMEOUT_MS = 300_000;
+/** readFiles' archive, base64: past this the capture would drop its middle (the runner asks for at most 1 MiB of files). */
+const READ_FILES_OUTPUT_LIMIT = 64 * 1024 * 1024;
 /** How long kill() waits for the streams of its processes to break once the VM is gone. */
 const KILL_GRACE_MS = 5000;
 
@@ -32,6 +47,10 @@ export interface E2bSandboxDeps {
   sdk: SdkSandbox;
   /** Killed this long after its last activity (E2B kills it then too: created with this timeout, renewed while work goes on). */
   lifetimeMs: number;
+  /** The template the sandbox was made from, for messages. */
+  template: string;
+  /** The opencode-ai version installed when the template lacks opencode (the server's own); without it, none is. */
+  opencodeVersion?: string | undefined;
   /** The project's resources/ directory on this machine, uploaded on first use. */
   resourcesDir: string;
   onKilled: (sandbox: E2bSandbox) => void;
@@ -40,7 +59,8 @@ export interface E2bSandboxDeps {
   retryPolicy?: RetryPolicy;
 }
 
-type Role = 'agent' | 'verifier';
+/** `admin` is root for this backend's own work (installing opencode), before the verifier's turn too. */
+type Role = 'agent' | 'verifier' | 'admin';
 
 /**
  * A sandbox in E2B's cloud (a Firecracker microVM), driven through the SDK: commands and files go over envd.
@@ -72,8 +92,7 @@ export class E2bSandbox implements Sandbox {
       lifetimeMs: deps.lifetimeMs,
       renew: (ms) => deps.sdk.setTimeout(ms),
       onExpired: () => void this.kill().catch(() => undefined),
-      onRenewFailed: (error) =>
-        deps.logger.warn({ sandbox: this.id, error }, "could not extend an E2B sandbox's lifetime; trying again while work goes on"),
+      onRenewFailed: (error) => deps.logger.warn({ sandbox: this.id, error }, "could not extend an E2B sandbox's lifetime; will try again"),
     });
   }
 
@@ -87,18 +106,20 @@ export class E2bSandbox implements Sandbox {
 
   private envFor(role: Role, env: Record<string, string> | undefined): Record<string, string> {
     if (role === 'agent') return { TMPDIR: '/tmp', ...env };
+    if (role === 'admin') return { HOME: VERIFIER_HOME, ...env };
     // Nothing of the agent's: not its HOME, /tmp or user site-packages. The create options' env is E2B's sandbox env.
     return { HOME: VERIFIER_HOME, USER: 'verifier', LOGNAME: 'verifier', TMPDIR: VERIFIER_TMP, PYTHONNOUSERSITE: '1', ...env };
   }
 
   private userFor(role: Role): string {
-    return role === 'verifier' ? VERIFIER_USER : AGENT_USER;
+    return role === 'agent' ? AGENT_USER : VERIFIER_USER;
   }
 
   private async launch(argv: string[], options: StartOptions, role: Role, withStdin: boolean): Promise<E2bProcess> {
     this.ensureAlive();
     if (argv.length === 0) throw new SandboxError('empty command');
     if (role === 'verifier' && !this.verifierReady) throw new SandboxError('verifier commands run only after prepareVerifier()');
+    this.lifetime.touch();
     const marker = `${this.id}-${++this.processCounter}`;
     const user = this.userFor(role);
     const decode = (callback: ((chunk: Buffer) => void) | undefined) =>
@@ -131,6 +152,7 @@ export class E2bSandbox implements Sandbox {
       handle,
       killTree: () => this.housekeeping(killCommandLine(marker), user).then(() => undefined),
       onExit: () => this.processes.delete(process),
+      onInput: () => this.lifetime.touch(),
     });
     this.processes.add(process);
     return process;
@@ -141,9 +163,13 @@ export class E2bSandbox implements Sandbox {
   }
 
   async run(argv: string[], options: RunOptions): Promise<CommandResult> {
+    return this.runAs(argv, options, options.as ?? 'agent');
+  }
+
+  private async runAs(argv: string[], options: RunOptions, role: Role): Promise<CommandResult> {
     return runToCompletion(
       options,
-      (io) => this.launch(argv, io, options.as ?? 'agent', options.stdin !== undefined),
+      (io) => this.launch(argv, io, role, options.stdin !== undefined),
       async (child, stopped) => {
         if (child.lostWith !== null && !stopped) throw await this.lostCommand(child, argv);
       },
@@ -165,6 +191,7 @@ export class E2bSandbox implements Sandbox {
 
   /** One of our own short commands (a kill, a lookup); its output, or a SandboxError. */
   private async housekeeping(commandLine: string, user: string): Promise<string> {
+    this.lifetime.touch();
     try {
       const result = await this.deps.sdk.commands.run(commandLine, { user, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });
       return result.stdout;
@@ -227,6 +254,52 @@ export class E2bSandbox implements Sandbox {
     });
   }
 
+  /** One archive uploaded and unpacked in place: two round trips, however many files. */
+  async writeFiles(files: ReadonlyArray<{ path: string; content: string | Uint8Array }>): Promise<void> {
+    this.ensureAlive();
+    if (files.length === 0) return;
+    // Relative to /, unpacked from /: tar makes the parent directories, as the user the files belong to.
+    const archive = packTar(files.map((file) => ({ path: this.absolute(file.path).slice(1), content: file.content })));
+    const role: Role = this.verifierReady ? 'verifier' : 'agent';
+    const staging = `${role === 'verifier' ? VERIFIER_TMP : '/tmp'}/opencode-env-upload-${this.id}-${++this.processCounter}.tar`;
+    await this.transfer(`upload ${files.length} files`, () =>
+      this.deps.sdk.files.write(staging, new Blob([new Uint8Array(archive)]), { user: this.userFor(role) }),
+    );
+    const unpacked = await this.run(
+      bash(`tar -x --no-same-owner -f ${shellQuote(staging)} -C /; status=$?; rm -f ${shellQuote(staging)}; exit $status`),
+      {
+        timeoutMs: HOUSEKEEPING_TIMEOUT_MS,
+        as: role,
+      },
+    );
+    if (unpacked.exitCode !== 0)
+      throw new SandboxError(`could not unpack ${files.length} files in sandbox ${this.id}: ${unpacked.stderr.trim()}`);
+  }
+
+  /** One archive made in the sandbox and streamed back (base64 on stdout, which carries text): one round trip. */
+  async readFiles(paths: readonly string[]): Promise<Map<string, Buffer>> {
+    this.ensureAlive();
+    const found = new Map<string, Buffer>();
+    if (paths.length === 0) return found;
+    const byArchivePath = new Map(paths.map((p) => [this.absolute(p).slice(1), p]));
+    // Names on stdin (NUL-separated: any name, any count); unreadable ones are skipped, not fatal. A hard link's second
+    // name would otherwise arrive as a link without content.
+    const packed = await this.run(bash('tar -c -f - -C / --no-recursion --hard-dereference --null -T - 2>/dev/null | base64 -w0'), {
+      stdin: `${[...byArchivePath.keys()].join('\0')}\0`,
+      timeoutMs: HOUSEKEEPING_TIMEOUT_MS,
+      maxOutputBytes: READ_FILES_OUTPUT_LIMIT,
+      as: this.verifierReady ? 'verifier' : 'agent',
+    });
+    if (packed.exitCode !== 0)
+      throw new SandboxError(`could not pack ${paths.length} files in sandbox ${this.id}: ${packed.stderr.trim()}`);
+    for (const entry of unpackTar(Buffer.from(packed.stdout, 'base64'))) {
+      const asked = byArchivePath.get(entry.path);
+      // Only regular files: a name that became a symlink arrives as a link, which is never followed.
+      if (asked !== undefined && entry.type === 'file') found.set(asked, entry.content);
+    }
+    return found;
+  }
+
   /** Makes a directory (and its parents) as the agent's user; one that exists already is fine. */
   async makeDir(sandboxPath: string): Promise<void> {
     this.ensureAlive();
@@ -279,6 +352,40 @@ export class E2bSandbox implements Sandbox {
   async binaryPath(binary: SandboxBinary): Promise<string> {
     this.ensureAlive();
     return this.lookUp(binary);
+  }
+
+  /** A template without opencode gets the version this server runs locally, installed as root with npm (needs internet). */
+  async ensureBinary(binary: SandboxBinary): Promise<{ path: string; installed: boolean }> {
+    this.ensureAlive();
+    try {
+      return { path: await this.lookUp(binary), installed: false };
+    } catch (error) {
+      if (binary !== 'opencode' || !(error instanceof SandboxError) || this.killed) throw error;
+    }
+    if (!this.deps.opencodeVersion) {
+      throw new SandboxError(`opencode is not installed in template ${this.deps.template}: build it with \`opencode-env template build\``);
+    }
+    const pinned = `opencode-ai@${this.deps.opencodeVersion}`;
+    const install = await this.runAs(
+      // One retry, soon: without a route to npm's registry (allow_internet off) this fails in seconds, not minutes.
+      bash(
+        `npm install --global --no-audit --no-fund --loglevel=error --fetch-retries=1 --fetch-retry-mintimeout=2000 ` +
+          `--fetch-retry-maxtimeout=10000 ${shellQuote(pinned)} >&2 && echo "$(npm prefix --global)/bin/opencode"`,
+      ),
+      { timeoutMs: INSTALL_TIMEOUT_MS },
+      'admin',
+    );
+    const where = install.stdout.trim().split('\n').at(-1) ?? '';
+    if (install.exitCode !== 0 || !where.startsWith('/')) {
+      const why = install.timedOut ? `timed out after ${INSTALL_TIMEOUT_MS / 1000} s` : `failed (exit code ${install.exitCode})`;
+      throw new SandboxError(
+        `opencode is not installed in template ${this.deps.template}, and installing ${pinned} in the sandbox ${why}: ` +
+          `${install.stderr.trim().slice(-1000) || 'no output'}. Build the template with \`opencode-env template build\` ` +
+          '(then sandboxes start with it), or let the sandbox reach npm (allow_internet)',
+      );
+    }
+    this.lookups.set(binary, Promise.resolve(where));
+    return { path: where, installed: true };
   }
 
   /** The sandbox has no route to the server: the relay carries the agent's connections over its own stdin and stdout. */

@@ -206,6 +206,20 @@ export class LocalSandbox implements Sandbox {
     return readFileNoFollow(this.hostBase(target), target);
   }
 
+  /** The files are on this machine: one at a time costs nothing. */
+  async writeFiles(files: ReadonlyArray<{ path: string; content: string | Uint8Array }>): Promise<void> {
+    for (const file of files) await this.writeFile(file.path, file.content);
+  }
+
+  async readFiles(paths: readonly string[]): Promise<Map<string, Buffer>> {
+    const found = new Map<string, Buffer>();
+    for (const file of paths) {
+      const content = await this.readFile(file).catch(() => null);
+      if (content) found.set(file, content);
+    }
+    return found;
+  }
+
   async listFiles(dir: string, options: { maxDepth?: number } = {}): Promise<FileEntry[]> {
     const target = this.hostPath(dir);
     return listTreeNoFollow(this.hostBase(target), target, options.maxDepth ?? 64);
@@ -213,6 +227,11 @@ export class LocalSandbox implements Sandbox {
 
   async resourcePath(relativePath: string): Promise<string> {
     return path.posix.join(this.deps.isolation.resourcesDir(), relativePath);
+  }
+
+  /** Nothing to install: the binaries are the host's, configured at start-up. */
+  async ensureBinary(binary: SandboxBinary): Promise<{ path: string; installed: boolean }> {
+    return { path: await this.binaryPath(binary), installed: false };
   }
 
   async binaryPath(binary: SandboxBinary): Promise<string> {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RecordedRequest } from './http-util.js';
 import { sendEmpty, sendJson } from './http-util.js';
 import { STAND_IN_ENVD_VERSION, type SandboxRegistry, type StandInSandbox } from './registry.js';
+import { TemplateBuilds } from './templates.js';
 
 /** E2B's default sandbox lifetime when create names none. */
 const DEFAULT_TIMEOUT_S = 300;
@@ -19,6 +20,7 @@ interface NewSandboxBody {
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
   timeout?: number;
+  allow_internet_access?: boolean;
 }
 
 function sandboxJson(sandbox: StandInSandbox): Record<string, unknown> {
@@ -68,6 +70,8 @@ function notFound(res: ServerResponse, sandboxId: string): void {
 
 export class ControlPlane {
   readonly createFailures: CreateFailure[] = [];
+  /** Template builds (`opencode-env template build`), in templates.ts. */
+  private readonly templates = new TemplateBuilds();
 
   constructor(
     private readonly apiKey: string,
@@ -75,6 +79,8 @@ export class ControlPlane {
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer, record: RecordedRequest): Promise<void> {
+    // Before the key check: uploads go to a URL that carries its own token, as E2B's signed storage URLs do.
+    if (this.templates.serves(url.pathname)) return this.templates.handle(req, res, url, body, record, this.apiKey);
     if (req.headers['x-api-key'] !== this.apiKey) {
       sendJson(res, 401, { code: 401, message: 'Invalid API key, it must start with "e2b_" prefix and be valid' });
       return;
@@ -129,6 +135,8 @@ export class ControlPlane {
       metadata: body.metadata ?? {},
       envs: body.envVars ?? {},
       timeoutS: body.timeout ?? DEFAULT_TIMEOUT_S,
+      // Recorded only: a stand-in sandbox never has a route out, whatever was asked.
+      allowInternetAccess: body.allow_internet_access ?? true,
     });
     sendJson(res, 201, sandboxJson(sandbox));
   }

@@ -13,6 +13,8 @@ export interface RecordedRequest {
   body: unknown;
   /** The answer's HTTP status, set once it is sent. */
   status?: number;
+  /** When it arrived (`performance.now()`), e.g. to attribute requests to the phases of a rollout. */
+  at: number;
 }
 
 export async function readBody(req: IncomingMessage): Promise<Buffer> {

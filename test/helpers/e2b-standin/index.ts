@@ -65,6 +65,7 @@ async function listen(
       query: Object.fromEntries(url.searchParams),
       headers: headerRecord(req),
       body: undefined,
+      at: performance.now(),
     };
     requests.push(record);
     res.on('finish', () => (record.status = res.statusCode));

@@ -43,6 +43,8 @@ export interface StandInSandboxInfo {
   templateId: string;
   metadata: Record<string, string>;
   envs: Record<string, string>;
+  /** What create asked for (`allow_internet_access`); stand-in sandboxes are cut off either way. */
+  allowInternetAccess: boolean;
   /** Lifetime in seconds as last set by create, connect or setTimeout. */
   timeoutS: number;
   startedAt: Date;
@@ -67,6 +69,7 @@ export class StandInSandbox {
   endAt: Date;
   timeoutS: number;
   endedBy: StandInSandboxInfo['endedBy'] = null;
+  allowInternetAccess = true;
   private lifetimeTimer: NodeJS.Timeout | null = null;
   readonly processes = new Map<number, StandInProcess>();
   private nextPid = FIRST_PID;
@@ -136,6 +139,7 @@ export class StandInSandbox {
       templateId: this.templateId,
       metadata: { ...this.metadata },
       envs: { ...this.envs },
+      allowInternetAccess: this.allowInternetAccess,
       timeoutS: this.timeoutS,
       startedAt: this.startedAt,
       endAt: this.endAt,
@@ -161,6 +165,7 @@ export class SandboxRegistry {
     metadata: Record<string, string>;
     envs: Record<string, string>;
     timeoutS: number;
+    allowInternetAccess: boolean;
   }): Promise<StandInSandbox> {
     const sandbox = await this.provider.create({ label: 'e2b-standin', metadata: options.metadata });
     if (!(sandbox instanceof LocalSandbox)) throw new Error('the stand-in runs its sandboxes on the local backend');
@@ -173,6 +178,7 @@ export class SandboxRegistry {
     const standIn = new StandInSandbox(sandbox, options.templateId, options.metadata, options.envs, options.timeoutS, (expired) => {
       void this.kill(expired, 'timeout');
     });
+    standIn.allowInternetAccess = options.allowInternetAccess;
     this.sandboxes.set(standIn.sandboxId, standIn);
     return standIn;
   }
