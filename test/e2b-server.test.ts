@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
+import { NPM_CACHE_TEMPLATE, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { startServer, waitFor, type RunningServer } from './helpers/server.js';
+import { repoRoot, startServer, waitFor, type RunningServer } from './helpers/server.js';
 
 function e2bEnv(standIn: E2bStandIn, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -138,6 +138,24 @@ describe('the server on E2B (stand-in)', () => {
     assert.match(r.error, /opencode is not installed in template base/);
     assert.match(r.error, /opencode-env template build/);
     assert.equal(r.timings.agent, undefined, 'the agent never started');
+  });
+
+  it('installs the pinned opencode in a template without it, and times the install', async () => {
+    const r = await server.callOk('run_rollout', {
+      ...exampleTask(),
+      template: NPM_CACHE_TEMPLATE,
+      base_url: llm.url,
+      model: 'scripted-model',
+      api_key: 'sk-e2b-test-KEY-0123456789',
+    });
+    assert.equal(r.reward, 1, r.error);
+    assert.equal(typeof r.timings.install, 'number', 'the install is timed');
+    const pinned = `opencode-ai@${JSON.parse(readFileSync(path.join(repoRoot, 'node_modules/opencode-ai/package.json'), 'utf8')).version}`;
+    const started = standIn.requests.filter((q) => q.path.endsWith('/Start') && q.headers['e2b-sandbox-id'] === r.sandbox_id);
+    assert.ok(
+      started.some((q) => JSON.stringify(q.body).includes(pinned)),
+      `npm was asked for ${pinned}, the version this server runs`,
+    );
   });
 
   it('kills the episode sandbox when the server exits', async () => {

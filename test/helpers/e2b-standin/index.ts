@@ -9,12 +9,13 @@ import { LocalSandboxProvider } from '../../../src/sandbox/local/provider.js';
 import { ControlPlane, type CreateFailure } from './control-plane.js';
 import { Envd, type StreamDrop } from './envd.js';
 import { headerRecord, readBody, sendJson, type RecordedRequest } from './http-util.js';
-import { ROOT_OWNED_DIRS, SandboxRegistry, type StandInSandboxInfo } from './registry.js';
+import { NPM_CACHE_TEMPLATE, ROOT_OWNED_DIRS, SandboxRegistry, type StandInSandboxInfo } from './registry.js';
 
 export type { CreateFailure } from './control-plane.js';
 export type { StreamDrop } from './envd.js';
 export type { RecordedRequest } from './http-util.js';
 export type { SandboxUser, StandInSandboxInfo } from './registry.js';
+export { NPM_CACHE_TEMPLATE } from './registry.js';
 
 export interface E2bStandInOptions {
   /** The key the control plane accepts in `X-API-KEY`. Default `e2b_standin_key`. */
@@ -23,7 +24,7 @@ export interface E2bStandInOptions {
   sandboxRootDir?: string;
   /**
    * Templates whose sandboxes have no opencode on PATH, as E2B's `base`. Every other template name has it (this
-   * project's opencode binary), as one built from resources/e2b would. Default `['base']`.
+   * project's opencode binary), as one built from resources/e2b would. Default `['base', NPM_CACHE_TEMPLATE]`.
    */
   templatesWithoutOpencode?: string[];
 }
@@ -109,7 +110,7 @@ export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<
     // One loopback per sandbox, as in one E2B VM: a listener a command opens on 127.0.0.1 (the LLM relay) serves later ones.
     sharedNetwork: true,
   });
-  const registry = new SandboxRegistry(provider, options.templatesWithoutOpencode ?? ['base']);
+  const registry = new SandboxRegistry(provider, options.templatesWithoutOpencode ?? ['base', NPM_CACHE_TEMPLATE]);
   const controlPlane = new ControlPlane(apiKey, registry);
   const envd = new Envd(registry);
   const requests: RecordedRequest[] = [];

@@ -61,6 +61,40 @@ function newSandboxId(): string {
   return Array.from(randomBytes(20), (byte) => alphabet[byte % alphabet.length]).join('');
 }
 
+/**
+ * A template without opencode whose npm installs it from a local cache (there is no registry here): `npm install
+ * --global opencode-ai@<version>` links this project's opencode binary and records the version asked for;
+ * `npm prefix --global` names where. It is root's npm (first on root's PATH), as the install runs as root.
+ */
+export const NPM_CACHE_TEMPLATE = 'base-with-npm-cache';
+const STAND_IN_NPM = `#!/bin/sh
+case "$1" in
+  prefix) echo /opt/npm-global ;;
+  install)
+    for arg; do
+      case "$arg" in
+        opencode-ai@*) mkdir -p /opt/npm-global/bin && ln -sf "$OPENCODE_BINARY" /opt/npm-global/bin/opencode && echo "$arg" >> /opt/npm-global/installed && exit 0 ;;
+      esac
+    done
+    echo "stand-in npm: only opencode-ai@<version> is in the cache" >&2; exit 1 ;;
+  *) echo "stand-in npm: unsupported: $*" >&2; exit 1 ;;
+esac
+`;
+
+async function installStandInNpm(sandbox: LocalSandbox): Promise<void> {
+  const opencode = await sandbox.binaryPath('opencode');
+  const script = [
+    'mkdir -p /opt/npm-cache/bin',
+    `cat > /opt/npm-cache/bin/npm <<'NPM'\n${STAND_IN_NPM.replace('"$OPENCODE_BINARY"', opencode)}NPM`,
+    'chmod 755 /opt/npm-cache/bin/npm',
+    `echo 'export PATH="/opt/npm-cache/bin:$PATH"' > /root/.profile`,
+  ].join('\n');
+  const setup = await sandbox.startAsRoot(['bash', '-c', script], { env: { HOME: '/root' } });
+  await setup.endInput();
+  const { exitCode } = await setup.exited;
+  if (exitCode !== 0) throw new Error(`the stand-in could not set up its npm cache (exit ${exitCode})`);
+}
+
 /** One sandbox: a sandbox of this project's local backend (bubblewrap, loopback only), with envd's process table. */
 export class StandInSandbox {
   readonly sandboxId = newSandboxId();
@@ -175,6 +209,7 @@ export class SandboxRegistry {
       const binDir = path.posix.dirname(await sandbox.binaryPath('opencode'));
       await sandbox.writeFile(path.posix.join(sandbox.homeDir, '.profile'), `export PATH="${binDir}:$PATH"\n`);
     }
+    if (options.templateId === NPM_CACHE_TEMPLATE) await installStandInNpm(sandbox);
     const standIn = new StandInSandbox(sandbox, options.templateId, options.metadata, options.envs, options.timeoutS, (expired) => {
       void this.kill(expired, 'timeout');
     });
