@@ -5,9 +5,20 @@
  * socket) and in an E2B sandbox of the stand-in (relay over envd's command stream), each through `openLlmChannel`.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config.js';
+import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
+import { createLogger } from '../src/log.js';
+import { resourcesDir } from '../src/paths.js';
+import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
+import { createSandboxProvider } from '../src/sandbox/factory.js';
 import type { SandboxProvider } from '../src/sandbox/types.js';
+import type { E2bStandIn } from '../test/helpers/e2b-standin/index.js';
+import { requestKind, requestsDuring } from './e2b-requests.js';
 
 export interface TurnTiming {
   ttfb: number;
@@ -127,5 +138,67 @@ export async function sandboxClient(name: string, provider: SandboxProvider, ser
   } catch (error) {
     await sandbox.kill();
     throw error;
+  }
+}
+
+export interface ChannelMeasurement {
+  host: TurnTiming[];
+  local: TurnTiming[];
+  e2b: TurnTiming[];
+  /** The relay's stdin writes per e2b turn (warm-up included): how well an answer's chunks are batched. */
+  sendInputsPerTurn: number;
+}
+
+/**
+ * The same streamed turns from the host, a local sandbox and an E2B sandbox of `standIn`, in `rounds` interleaved
+ * rounds (a fresh client each, `warmUp` turns discarded), so machine noise and the server warming up hit all alike.
+ */
+export async function measureChannels(
+  standIn: E2bStandIn,
+  sizes: { chunks: number; turns: number; rounds: number; warmUp: number },
+): Promise<ChannelMeasurement> {
+  const sse = await startSseServer(sizes.chunks);
+  const rootDir = mkdtempSync(path.join(os.tmpdir(), 'oe-bench-')); // short: a unix socket's path lives under it
+  const local = createSandboxProvider(loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir }).sandbox, {
+    resourcesDir,
+    hiddenPaths: [],
+    binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
+    logger: createLogger('silent'),
+  });
+  const e2b = new E2bSandboxProvider({
+    settings: {
+      apiKey: standIn.apiKey,
+      template: 'opencode-env',
+      createPerSecond: 50,
+      serverInstanceId: 'bench',
+      apiUrl: standIn.apiUrl,
+      sandboxUrl: standIn.sandboxUrl,
+    },
+    resourcesDir,
+    logger: createLogger('silent'),
+  });
+  const clients: TurnClient[] = [];
+  try {
+    clients.push(hostClient(sse.url), await sandboxClient('local', local, sse.server), await sandboxClient('e2b', e2b, sse.server));
+    const turns = new Map<string, TurnTiming[]>(clients.map((client) => [client.name, []]));
+    const perRound = Math.ceil(sizes.turns / sizes.rounds);
+    let sendInputs = 0;
+    for (let round = 0; round < sizes.rounds; round++) {
+      for (const client of clients) {
+        const batch = await requestsDuring(standIn.requests, () => client.turns(perRound, sizes.warmUp));
+        turns.get(client.name)!.push(...batch.value);
+        if (client.name === 'e2b') sendInputs += batch.requests.filter((r) => requestKind(r) === 'SendInput').length;
+      }
+    }
+    return {
+      host: turns.get('host')!,
+      local: turns.get('local')!,
+      e2b: turns.get('e2b')!,
+      sendInputsPerTurn: sendInputs / (sizes.rounds * (perRound + sizes.warmUp)),
+    };
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
+    await Promise.all([local.killAll(), e2b.killAll(), sse.close()]);
+    rmSync(rootDir, { recursive: true, force: true });
   }
 }

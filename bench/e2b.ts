@@ -12,20 +12,12 @@
  * E2B adds one network round trip per request counted here.
  * BENCH_CALLS (500), BENCH_ROLLOUT_FILES (2,50), BENCH_CHANNEL_TURNS (100) and BENCH_CHANNEL_CHUNKS (100) set the sizes.
  */
-import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { loadConfig } from '../src/config.js';
-import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
-import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
-import { createSandboxProvider } from '../src/sandbox/factory.js';
 import { startE2bStandIn, type E2bStandIn, type RecordedRequest } from '../test/helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted } from '../test/helpers/scripted.js';
-import { removeDir, startServer, type RunningServer } from '../test/helpers/server.js';
-import { hostClient, sandboxClient, startSseServer, type TurnClient, type TurnTiming } from './e2b-channel.js';
-import { describeRequests, isCreate, requestKind, requestsByPhase, requestsDuring, type PhaseMark } from './e2b-requests.js';
+import { startServer, type RunningServer } from '../test/helpers/server.js';
+import { measureChannels, type TurnTiming } from './e2b-channel.js';
+import { describeRequests, isCreate, requestsByPhase, requestsDuring, type PhaseMark } from './e2b-requests.js';
 import { fmtMs, median, percentile, printTable } from './stats.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 500);
@@ -206,70 +198,40 @@ async function benchRollout(standIn: E2bStandIn): Promise<Row[]> {
 
 /** (4): the same streamed turns from the host, a local sandbox and an E2B (stand-in) sandbox, each through its channel. */
 async function benchChannel(standIn: E2bStandIn): Promise<Row[]> {
-  const sse = await startSseServer(CHANNEL_CHUNKS);
-  const rootDir = mkdtempSync(path.join(os.tmpdir(), 'oe-bench-')); // short: a unix socket's path lives under it
-  const local = createSandboxProvider(loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir }).sandbox, {
-    resourcesDir,
-    hiddenPaths: [],
-    binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
-    logger: createLogger('silent'),
+  const {
+    host,
+    local: viaLocal,
+    e2b: viaE2b,
+    sendInputsPerTurn,
+  } = await measureChannels(standIn, {
+    chunks: CHANNEL_CHUNKS,
+    turns: CHANNEL_TURNS,
+    rounds: CHANNEL_ROUNDS,
+    warmUp: WARM_UP,
   });
-  const e2b = new E2bSandboxProvider({
-    settings: {
-      apiKey: standIn.apiKey,
-      template: 'opencode-env',
-      createPerSecond: 50,
-      serverInstanceId: 'bench',
-      apiUrl: standIn.apiUrl,
-      sandboxUrl: standIn.sandboxUrl,
-    },
-    resourcesDir,
-    logger: createLogger('silent'),
-  });
-  const clients: TurnClient[] = [];
-  try {
-    clients.push(hostClient(sse.url), await sandboxClient('local', local, sse.server), await sandboxClient('e2b', e2b, sse.server));
-    // Rounds of each in turn, so machine noise (and the server process warming up) hits all three alike.
-    const turns = new Map<string, TurnTiming[]>(clients.map((client) => [client.name, []]));
-    const perRound = Math.ceil(CHANNEL_TURNS / CHANNEL_ROUNDS);
-    let e2bStreamRequests = 0; // the relay's stdin writes while the e2b client ran: how well answers are batched
-    for (let round = 0; round < CHANNEL_ROUNDS; round++) {
-      for (const client of clients) {
-        const batch = await requestsDuring(standIn.requests, () => client.turns(perRound, WARM_UP));
-        turns.get(client.name)!.push(...batch.value);
-        if (client.name === 'e2b') e2bStreamRequests += batch.requests.filter((r) => requestKind(r) === 'SendInput').length;
-      }
-    }
-    const sendInputsPerTurn = e2bStreamRequests / (CHANNEL_ROUNDS * (perRound + WARM_UP));
-    const [host, viaLocal, viaE2b] = [turns.get('host')!, turns.get('local')!, turns.get('e2b')!];
-    const p50 = (turns: TurnTiming[], key: keyof TurnTiming) => median(turns.map((t) => t[key]));
-    const row = (name: string, turns: TurnTiming[]): Row => [
-      `    ${name}`,
-      `${fmtMs(p50(turns, 'ttfb'))} / ${fmtMs(p50(turns, 'total'))}`,
-      `${signedMs(p50(turns, 'ttfb') - p50(host, 'ttfb'))} / ${signedMs(p50(turns, 'total') - p50(host, 'total'))} over the host`,
+  const p50 = (turns: TurnTiming[], key: keyof TurnTiming) => median(turns.map((t) => t[key]));
+  const row = (name: string, turns: TurnTiming[]): Row => [
+    `    ${name}`,
+    `${fmtMs(p50(turns, 'ttfb'))} / ${fmtMs(p50(turns, 'total'))}`,
+    `${signedMs(p50(turns, 'ttfb') - p50(host, 'ttfb'))} / ${signedMs(p50(turns, 'total') - p50(host, 'total'))} over the host`,
+    '',
+    '',
+  ];
+  const added = (key: keyof TurnTiming) => p50(viaE2b, key) - p50(viaLocal, key);
+  return [
+    [
+      `(4) streamed turn (${CHANNEL_CHUNKS} SSE chunks), p50 TTFB / total`,
+      '',
+      `${CHANNEL_TURNS} sequential turns each, in ${CHANNEL_ROUNDS} interleaved rounds of a fresh client (${WARM_UP} warm-up turns discarded)`,
       '',
       '',
-    ];
-    const added = (key: keyof TurnTiming) => p50(viaE2b, key) - p50(viaLocal, key);
-    return [
-      [
-        `(4) streamed turn (${CHANNEL_CHUNKS} SSE chunks), p50 TTFB / total`,
-        '',
-        `${CHANNEL_TURNS} sequential turns each, in ${CHANNEL_ROUNDS} interleaved rounds of a fresh client (${WARM_UP} warm-up turns discarded)`,
-        '',
-        '',
-      ],
-      ['    host, no sandbox (the floor)', `${fmtMs(p50(host, 'ttfb'))} / ${fmtMs(p50(host, 'total'))}`, '', '', ''],
-      row('local sandbox (loopback bridge)', viaLocal),
-      row('e2b (stand-in) sandbox (relay over envd)', viaE2b),
-      ['    e2b: relay stdin writes (SendInput) per turn', sendInputsPerTurn.toFixed(2), "the answer's chunks, batched", '', ''],
-      ['    added by e2b over local', `${fmtMs(added('ttfb'))} / ${fmtMs(added('total'))}`, 'per turn, p50 TTFB / total', '', ''],
-    ];
-  } finally {
-    await Promise.all(clients.map((client) => client.close()));
-    await Promise.all([local.killAll(), e2b.killAll(), sse.close()]);
-    removeDir(rootDir);
-  }
+    ],
+    ['    host, no sandbox (the floor)', `${fmtMs(p50(host, 'ttfb'))} / ${fmtMs(p50(host, 'total'))}`, '', '', ''],
+    row('local sandbox (loopback bridge)', viaLocal),
+    row('e2b (stand-in) sandbox (relay over envd)', viaE2b),
+    ['    e2b: relay stdin writes (SendInput) per turn', sendInputsPerTurn.toFixed(2), "the answer's chunks, batched", '', ''],
+    ['    added by e2b over local', `${fmtMs(added('ttfb'))} / ${fmtMs(added('total'))}`, 'per turn, p50 TTFB / total', '', ''],
+  ];
 }
 
 const standIn = await startE2bStandIn();

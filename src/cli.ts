@@ -33,7 +33,7 @@ async function runProgram(argv: string[]): Promise<void> {
 
   program
     .command('rollout')
-    .description('run one rollout of a task file on the local sandbox and print the reward')
+    .description('run one rollout of a task file on the configured sandbox backend (local, or E2B with E2B_API_KEY) and print the reward')
     .requiredOption('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')
     .option('--scripted-llm <script>', 'answer with an offline scripted model (JSON script) instead of a real endpoint')
     .option('--endpoint <name>', 'vllm | openai | hf_router (configured by environment variables)')
