@@ -17,6 +17,9 @@ if (!socketPath || !placeholder || separator !== '--' || !command) {
 }
 
 const server = net.createServer((client) => {
+  // Answers arrive in pieces (headers, then each batch of tokens): without this, Nagle's algorithm and the client's
+  // delayed ACK hold a small piece back for 40 ms.
+  client.setNoDelay(true);
   const upstream = net.connect(socketPath);
   client.pipe(upstream);
   upstream.pipe(client);

@@ -5,17 +5,20 @@ import { Duplex } from 'node:stream';
  * (resources/sandbox/llm-relay.mjs has the wire format). Each connection the relay reports becomes a Duplex
  * handed to `accept`, as if it had arrived on a socket; what the server writes to it goes back as frames.
  *
- * Frames to the sandbox are batched for a few milliseconds: each stdin write of a remote backend is a round
- * trip, and a streamed answer arrives as many small chunks. Never longer than `batchMs`, so tokens still stream.
+ * Frames to the sandbox are batched: each stdin write of a remote backend is a round trip (and counts against
+ * E2B's per-IP operation limit), and a streamed answer arrives as many small chunks. A frame goes out at once when
+ * the last write began at least `batchMs` ago and has returned (so the first token is not delayed); otherwise it
+ * waits for both, together with whatever else arrives meanwhile. Tokens wait a few milliseconds (or one round trip)
+ * at most, never for the turn to end.
  */
 export interface RelayMuxOptions {
   /** Sends frames to the relay's stdin; resolves once they are handed over. */
   write: (text: string) => Promise<void>;
   accept: (connection: Duplex) => void;
+  /** Least time between the starts of two writes to the sandbox. */
+  batchMs?: number;
   /** The relay's own command's stdout, when it runs one. */
   onCommandStdout?: (chunk: Buffer) => void;
-  /** How long frames for the sandbox may wait to be sent together. */
-  batchMs?: number;
   /** Largest frame line accepted from the sandbox; a longer one is a protocol violation. */
   maxFrameBytes?: number;
 }
@@ -57,7 +60,8 @@ export class RelayMux {
   private bufferedBytes = 0;
   private outgoing: string[] = [];
   private flushTimer: NodeJS.Timeout | null = null;
-  private sending: Promise<void> = Promise.resolve();
+  private writing = false;
+  private lastWriteAt = -Infinity;
   private portResolve: ((port: number) => void) | null = null;
   /** The loopback port the relay listens on inside the sandbox, once it said so. */
   readonly port: Promise<number>;
@@ -124,19 +128,36 @@ export class RelayMux {
     }
   }
 
-  /** Queues a frame for the sandbox; frames queued within `batchMs` go in one write. */
+  /** Queues a frame for the sandbox (see the batching rule above). */
   send(frame: string): void {
     this.outgoing.push(frame);
-    this.flushTimer ??= setTimeout(() => this.flush(), this.options.batchMs ?? DEFAULT_BATCH_MS);
+    this.scheduleFlush();
+  }
+
+  /** A flush when the current write has returned and `batchMs` have passed since it began; frames queued in the same tick go together. */
+  private scheduleFlush(): void {
+    if (this.writing || this.flushTimer || this.outgoing.length === 0) return;
+    const wait = Math.max(0, this.lastWriteAt + (this.options.batchMs ?? DEFAULT_BATCH_MS) - performance.now());
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.flush();
+    }, wait);
   }
 
   private flush(): void {
-    this.flushTimer = null;
-    if (this.outgoing.length === 0) return;
+    if (this.writing || this.outgoing.length === 0) return;
     const text = `${this.outgoing.join('\n')}\n`;
     this.outgoing = [];
     // One write at a time, in order: a remote stdin is a sequence of requests.
-    this.sending = this.sending.then(() => this.options.write(text)).catch(() => undefined);
+    this.writing = true;
+    this.lastWriteAt = performance.now();
+    void this.options
+      .write(text)
+      .catch(() => undefined)
+      .finally(() => {
+        this.writing = false;
+        if (this.outgoing.length > 0) this.scheduleFlush();
+      });
   }
 
   /** Drops a connection; `tellRelay` when the server side ended it, so the relay closes its socket too. */
@@ -154,9 +175,8 @@ export class RelayMux {
   /** Destroys every connection; frames still queued are sent first. */
   close(): void {
     for (const connection of [...this.connections.values()]) connection.destroy();
-    if (this.flushTimer) {
-      clearTimeout(this.flushTimer);
-      this.flush();
-    }
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    this.flush();
   }
 }
