@@ -2,12 +2,12 @@
 // sandbox tagged and given a lifetime, killed at a normal end, a cancel and shutdown; the LLM key never sent into a
 // sandbox; a template without opencode, a sandbox that dies mid-rollout, and a bad E2B key each give a clear error.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { NPM_CACHE_TEMPLATE, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { repoRoot, startServer, waitFor, type RunningServer } from './helpers/server.js';
+import { repoRoot, startServer, storedTraces, waitFor, type RunningServer } from './helpers/server.js';
 
 function e2bEnv(standIn: E2bStandIn, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -24,20 +24,6 @@ function mentions(value: unknown, secret: string): boolean {
   if (typeof value === 'string') return value.includes(secret) || Buffer.from(value, 'base64').toString('latin1').includes(secret);
   if (value && typeof value === 'object') return Object.values(value).some((v) => mentions(v, secret));
   return false;
-}
-
-function storedResults(server: RunningServer): Array<Record<string, any>> {
-  const dir = path.join(server.dataDir, 'traces');
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.jsonl') && name !== 'index.jsonl')
-    .map((name) =>
-      readFileSync(path.join(dir, name), 'utf8')
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line)),
-    )
-    .map((lines) => lines.find((line) => line.type === 'result')?.result)
-    .filter(Boolean);
 }
 
 describe('the server on E2B (stand-in)', () => {
@@ -102,8 +88,8 @@ describe('the server on E2B (stand-in)', () => {
       await assert.rejects(call);
       await waitFor(() => standIn.sandboxes().find((s) => s.sandboxId === sandbox.sandboxId)?.state === 'killed', 15_000, 'the kill');
       assert.equal(standIn.sandboxes().find((s) => s.sandboxId === sandbox.sandboxId)?.endedBy, 'api');
-      await waitFor(() => storedResults(server).some((t) => t.task_id === 'to-cancel'), 10_000, 'the trace');
-      assert.equal(storedResults(server).find((t) => t.task_id === 'to-cancel')?.error_kind, 'cancelled');
+      await waitFor(() => storedTraces(server).some((t) => t.result.task_id === 'to-cancel'), 10_000, 'the trace');
+      assert.equal(storedTraces(server).find((t) => t.result.task_id === 'to-cancel')?.result.error_kind, 'cancelled');
     } finally {
       await stalled.close();
     }

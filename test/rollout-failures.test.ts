@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { sandboxDescendants, startServer, waitFor, type RunningServer } from './helpers/server.js';
+import { sandboxDescendants, startServer, storedTraces, waitFor, type RunningServer } from './helpers/server.js';
 
 async function closedPort(): Promise<number> {
   const probe = net.createServer();
@@ -12,25 +11,6 @@ async function closedPort(): Promise<number> {
   const { port } = probe.address() as net.AddressInfo;
   await new Promise((resolve) => probe.close(resolve));
   return port;
-}
-
-/** Each finished trace file (JSON Lines: header, turns, result) as one record. */
-function storedTraces(server: RunningServer): Array<Record<string, any>> {
-  const dir = path.join(server.dataDir, 'traces');
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.jsonl') && name !== 'index.jsonl')
-    .map((name) =>
-      readFileSync(path.join(dir, name), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line)),
-    )
-    .filter((lines) => lines.at(-1)?.type === 'result')
-    .map((lines) => ({
-      ...lines[0],
-      result: lines.at(-1).result,
-      turns: lines.filter((line) => line.type === 'turn').map((line) => line.data),
-    }));
 }
 
 // Infrastructure failures must surface as reward null plus an error, never as a silent 0.

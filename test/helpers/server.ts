@@ -1,7 +1,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -147,4 +147,23 @@ export async function sandboxDescendants(serverPid: number): Promise<number[]> {
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   };
   return (await listDescendants(serverPid)).filter((pid) => !isReaper(pid) && !isReaper(parentOf(pid)));
+}
+
+/** Each finished trace file (JSON Lines: header, turns, result) as one record. */
+export function storedTraces(server: RunningServer): Array<Record<string, any>> {
+  const dir = path.join(server.dataDir, 'traces');
+  return readdirSync(dir)
+    .filter((name) => name.endsWith('.jsonl') && name !== 'index.jsonl')
+    .map((name) =>
+      readFileSync(path.join(dir, name), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line)),
+    )
+    .filter((lines) => lines.at(-1)?.type === 'result')
+    .map((lines) => ({
+      ...lines[0],
+      result: lines.at(-1).result,
+      turns: lines.filter((line) => line.type === 'turn').map((line) => line.data),
+    }));
 }
