@@ -32,6 +32,29 @@ async function runProgram(argv: string[]): Promise<void> {
     .action(serveStdio);
 
   program
+    .command('http')
+    .description('serve MCP (Streamable HTTP), the OpenEnv REST and WebSocket protocol and the web UI over HTTP')
+    .option('--host <host>', 'address to bind (default HOST, else 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (default PORT, else 8000; 0 picks a free one)')
+    .action(async (options: { host?: string; port?: string }) => {
+      const [{ loadConfig }, { createLogger }, { createRuntime }, { serveHttpMode }] = await Promise.all([
+        import('./config.js'),
+        import('./log.js'),
+        import('./runtime.js'),
+        import('./transports/http/serve.js'),
+      ]);
+      // Flags win over the environment; both are validated in one place.
+      const config = loadConfig({
+        ...process.env,
+        ...(options.host ? { HOST: options.host } : {}),
+        ...(options.port ? { PORT: options.port } : {}),
+      });
+      const runtime = createRuntime(config, createLogger(config.logLevel));
+      runtime.lifecycle.installProcessHandlers();
+      await serveHttpMode(runtime);
+    });
+
+  program
     .command('rollout')
     .description('run one rollout of a task file on the configured sandbox backend (local, or E2B with E2B_API_KEY) and print the reward')
     .requiredOption('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')

@@ -37,6 +37,16 @@ const envSchema = z.object({
   OPENCODE_ENV_MAX_TRACE_MB: z.coerce.number().positive().max(1_048_576).default(256),
   OPENCODE_ENV_SHUTDOWN_GRACE_S: z.coerce.number().positive().max(600).default(10),
   XDG_DATA_HOME: z.string().optional(),
+  // HTTP mode (`opencode-env http`): loopback unless told otherwise.
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8000),
+  OPENCODE_ENV_TOKEN: z.string().min(1).optional(),
+  OPENCODE_ENV_SESSION_IDLE_S: z.coerce.number().positive().max(86_400).default(600),
+  OPENCODE_ENV_HTTP_MAX_BODY_MB: z.coerce.number().positive().max(1024).default(16),
+  ENABLE_WEB_INTERFACE: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default('true')
+    .transform((value) => ['true', '1', 'yes'].includes(value)),
 });
 
 /** The named LLM endpoints: which variables configure each, and the defaults (as in OpenEnv's opencode_env). */
@@ -80,6 +90,21 @@ export interface Config {
   dataDir: string;
   /** OPENCODE_ENV_MAX_TRACE_MB: past this many bytes, a rollout's trace stores its turns without their bodies. */
   maxTraceBytes: number;
+  /** HTTP mode: where it listens, who may use it, and how sessions end. */
+  http: {
+    host: string;
+    port: number;
+    /** OPENCODE_ENV_TOKEN: when set, every route but /health needs `Authorization: Bearer <token>`. */
+    token: string | null;
+    /** A session with no call for this long is closed and its sandbox killed. */
+    sessionIdleMs: number;
+    /** MAX_CONCURRENT_ENVS: live sessions at most (WebSocket, MCP and OpenEnv JSON-RPC together). */
+    maxSessions: number;
+    /** Largest request body accepted. */
+    maxBodyBytes: number;
+    /** ENABLE_WEB_INTERFACE: serve the web UI at /web. */
+    webInterface: boolean;
+  };
   /** How long shutdown waits for in-flight work (cancelled rollouts storing their traces) before exiting anyway. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
@@ -171,6 +196,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       e.OPENCODE_ENV_DATA_DIR ?? path.join(e.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'opencode-env'),
     ),
     maxTraceBytes: Math.round(e.OPENCODE_ENV_MAX_TRACE_MB * 1024 * 1024),
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      token: e.OPENCODE_ENV_TOKEN ?? null,
+      sessionIdleMs: e.OPENCODE_ENV_SESSION_IDLE_S * 1000,
+      maxSessions: e.MAX_CONCURRENT_ENVS,
+      maxBodyBytes: Math.round(e.OPENCODE_ENV_HTTP_MAX_BODY_MB * 1024 * 1024),
+      webInterface: e.ENABLE_WEB_INTERFACE,
+    },
     shutdownGraceMs: e.OPENCODE_ENV_SHUTDOWN_GRACE_S * 1000,
     logLevel: e.OPENCODE_ENV_LOG_LEVEL,
   };
