@@ -118,9 +118,10 @@ describe('Dockerfile', () => {
           .split(/\s+/),
       )
       .filter((word) => word && !word.startsWith('-'));
-    // iproute2 is only for the E2B stand-in's shared network namespace in tests; util-linux (setpriv, prlimit) is
-    // Essential in Debian, so the base image has it.
-    const ciPackages = [...read('.ci/run').matchAll(/missing\+=\((\S+)\)/g)].map((m) => m[1]!).filter((p) => p !== 'iproute2');
+    // Only for tests: iproute2 (the E2B stand-in's shared network namespace) and chromium (the web UI test). util-linux
+    // (setpriv, prlimit) is Essential in Debian, so the base image has it.
+    const testOnly = new Set(['iproute2', 'chromium']);
+    const ciPackages = [...read('.ci/run').matchAll(/missing\+=\((\S+)\)/g)].map((m) => m[1]!).filter((p) => !testOnly.has(p));
     assert.ok(ciPackages.includes('bubblewrap'), `.ci/run still installs bubblewrap: ${ciPackages.join(', ')}`);
     for (const pkg of [...ciPackages, 'python3'])
       assert.ok(installed.includes(pkg), `the image installs ${pkg} (has ${installed.join(', ')})`);

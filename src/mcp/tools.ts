@@ -17,7 +17,7 @@ const PROGRESS_LOG_LEVEL: LoggingLevel = 'info';
 let listing: Tool[] | null = null;
 
 /** The tools as MCP lists them; built on first use, since converting the schemas is not free and stdio start-up counts. */
-function mcpToolListing(): Tool[] {
+export function mcpToolListing(): Tool[] {
   listing ??= TOOLS.map((tool) => ({
     name: tool.name,
     title: tool.title,

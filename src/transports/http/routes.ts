@@ -1,4 +1,8 @@
+import { openEnvRest } from '../openenv/rest.js';
+import { openEnvWebSockets } from '../openenv/ws.js';
+import { mcpEndpoint } from './mcp-route.js';
 import type { RouteModule } from './server.js';
+import { webInterface } from './web.js';
 
 /** Liveness, for load balancers, Docker's HEALTHCHECK and OpenEnv's `wait_for_ready`: public, cheap, no session. */
 const health: RouteModule = () => ({
@@ -16,4 +20,4 @@ const health: RouteModule = () => ({
 });
 
 /** Every route module of HTTP mode, in the order they are matched. */
-export const HTTP_ROUTE_MODULES: RouteModule[] = [health];
+export const HTTP_ROUTE_MODULES: RouteModule[] = [health, openEnvRest, openEnvWebSockets, mcpEndpoint, webInterface];
