@@ -1,70 +1,15 @@
 // /mcp of `opencode-env http` end to end: MCP Streamable HTTP through the SDK's own client (sessions, SSE progress, trace
 // resources, DELETE, capacity, token, DNS rebinding, body limit) and OpenEnv's plain JSON-RPC on the same path.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { startHttpServer, type HttpServerProcess } from './helpers/http-server.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, waitFor } from './helpers/server.js';
-
-interface HttpServerUnderTest {
-  /** `http://127.0.0.1:<port>` */
-  url: string;
-  sandboxRoot: string;
-  stderr(): string;
-  close(): Promise<void>;
-}
-
-/** Spawns the built server in HTTP mode on a free port and waits for it to say where it listens. */
-async function startHttp(env: Record<string, string> = {}): Promise<HttpServerUnderTest> {
-  const sandboxRoot = makeSystemTempDir('mhs'); // short: a unix socket's path lives under it;
-  const dataDir = makeSystemTempDir('mhd');
-  const home = makeHomeDir();
-  const child: ChildProcess = spawn(process.execPath, [cliPath, 'http', '--port', '0'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: home,
-      OPENCODE_ENV_SANDBOX: 'local',
-      OPENCODE_ENV_SANDBOX_DIR: sandboxRoot,
-      OPENCODE_ENV_DATA_DIR: dataDir,
-      OPENCODE_ENV_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 30_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-      const match = /serving HTTP on (http:\/\/[^\s"]+)/.exec(stderr);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-  });
-  return {
-    url,
-    sandboxRoot,
-    stderr: () => stderr,
-    async close() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      for (const dir of [sandboxRoot, dataDir, home]) removeDir(dir);
-    },
-  };
-}
+import { waitFor } from './helpers/server.js';
 
 interface RawAnswer {
   status: number;
@@ -114,17 +59,17 @@ async function callOk(client: Client, name: string, args: Record<string, unknown
 }
 
 describe('/mcp over MCP Streamable HTTP', () => {
-  let server: HttpServerUnderTest;
+  let server: HttpServerProcess;
   const clients: Client[] = [];
 
   const sandboxes = () => readdirSync(server.sandboxRoot);
 
   before(async () => {
-    server = await startHttp({ MAX_CONCURRENT_ENVS: '2' });
+    server = await startHttpServer({ MAX_CONCURRENT_ENVS: '2' });
   });
   after(async () => {
     for (const client of clients) await client.close().catch(() => undefined);
-    await server?.close();
+    await server?.stop();
   });
 
   let first: { client: Client; transport: StreamableHTTPClientTransport };
@@ -209,19 +154,19 @@ describe('/mcp over MCP Streamable HTTP', () => {
 
 describe('/mcp sessions and the idle reaper', () => {
   const IDLE_S = 3;
-  let server: HttpServerUnderTest;
+  let server: HttpServerProcess;
   let llm: ScriptedLlm;
   let client: Client | undefined;
   let rolloutTransport: StreamableHTTPClientTransport | undefined;
 
   before(async () => {
-    server = await startHttp({ OPENCODE_ENV_SESSION_IDLE_S: String(IDLE_S) });
+    server = await startHttpServer({ OPENCODE_ENV_SESSION_IDLE_S: String(IDLE_S) });
     llm = await startScripted(exampleScript('script.json'));
   });
   after(async () => {
     await client?.close().catch(() => undefined);
     await llm?.close();
-    await server?.close();
+    await server?.stop();
   });
 
   it(
@@ -281,16 +226,16 @@ describe('/mcp sessions and the idle reaper', () => {
 describe('/mcp guards: token, DNS rebinding, body limit; OpenEnv JSON-RPC', () => {
   const TOKEN = 'mcp-http-test-token';
   const auth = { authorization: `Bearer ${TOKEN}` };
-  let server: HttpServerUnderTest;
+  let server: HttpServerProcess;
   let mcp: string;
 
   before(async () => {
     // 0.01 MB: about 10 kB of body at most.
-    server = await startHttp({ OPENCODE_ENV_TOKEN: TOKEN, OPENCODE_ENV_HTTP_MAX_BODY_MB: '0.01' });
+    server = await startHttpServer({ OPENCODE_ENV_TOKEN: TOKEN, OPENCODE_ENV_HTTP_MAX_BODY_MB: '0.01' });
     mcp = `${server.url}/mcp`;
   });
   after(async () => {
-    await server?.close();
+    await server?.stop();
   });
 
   const rpc = async (body: string | Record<string, unknown>, headers: Record<string, string> = auth) => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,70 +12,14 @@ import {
   serializedObservationSchema,
   wsServerFrameSchema,
 } from '../src/transports/openenv/wire.js';
+import { startHttpServer, type HttpServerProcess } from './helpers/http-server.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, sandboxDescendants, waitFor } from './helpers/server.js';
+import { sandboxDescendants, waitFor } from './helpers/server.js';
 
 /**
  * Replays OpenEnv's client flows (env_client.py, mcp_client.py, coding_env's client; ../shared/reference/openenv.md)
  * against the built server in HTTP mode, and checks every frame's shape against the wire schemas.
  */
-
-interface HttpServerProcess {
-  url: string;
-  /** OPENCODE_ENV_DATA_DIR: traces live in <dataDir>/traces. */
-  dataDir: string;
-  wsUrl: string;
-  child: ChildProcess;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-async function startHttpServer(env: Record<string, string> = {}): Promise<HttpServerProcess> {
-  const dirs = [makeSystemTempDir('sandboxes'), makeSystemTempDir('data'), makeHomeDir()] as const;
-  const child = spawn(process.execPath, [cliPath, 'http', '--port', '0'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dirs[2],
-      OPENCODE_ENV_SANDBOX: 'local',
-      OPENCODE_ENV_SANDBOX_DIR: dirs[0],
-      OPENCODE_ENV_DATA_DIR: dirs[1],
-      OPENCODE_ENV_LOG_LEVEL: 'info',
-      ENABLE_WEB_INTERFACE: 'false',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 30_000);
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-      const match = /serving HTTP on (http:\/\/[^\s"]+)/.exec(stderr);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-  });
-  return {
-    url,
-    dataDir: dirs[1],
-    wsUrl: url.replace(/^http/, 'ws'),
-    child,
-    stderr: () => stderr,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      for (const dir of dirs) removeDir(dir);
-    },
-  };
-}
 
 /** A WebSocket client as OpenEnv's: send one message, wait for exactly one reply. */
 class Socket {
@@ -176,7 +119,7 @@ describe('OpenEnv conformance over HTTP mode', { timeout: 600_000 }, () => {
   let server: HttpServerProcess;
   let llm: ScriptedLlm;
   before(async () => {
-    [server, llm] = await Promise.all([startHttpServer(), startScripted(exampleScript('script.json'))]);
+    [server, llm] = await Promise.all([startHttpServer({ ENABLE_WEB_INTERFACE: 'false' }), startScripted(exampleScript('script.json'))]);
   });
   after(async () => {
     await Promise.allSettled([server?.stop(), llm?.close()]);
@@ -488,7 +431,7 @@ describe('OpenEnv capacity and auth', { timeout: 300_000 }, () => {
   const bearer = { authorization: `Bearer ${token}` };
   let server: HttpServerProcess;
   before(async () => {
-    server = await startHttpServer({ MAX_CONCURRENT_ENVS: '1', OPENCODE_ENV_TOKEN: token });
+    server = await startHttpServer({ MAX_CONCURRENT_ENVS: '1', OPENCODE_ENV_TOKEN: token, ENABLE_WEB_INTERFACE: 'false' });
   });
   after(async () => {
     await server?.stop();
@@ -572,7 +515,7 @@ describe('OpenEnv capacity and auth', { timeout: 300_000 }, () => {
 describe('OpenEnv sessions end with their client', { timeout: 300_000 }, () => {
   let server: HttpServerProcess;
   before(async () => {
-    server = await startHttpServer({ OPENCODE_ENV_SESSION_IDLE_S: '2' });
+    server = await startHttpServer({ OPENCODE_ENV_SESSION_IDLE_S: '2', ENABLE_WEB_INTERFACE: 'false' });
   });
   after(async () => {
     await server?.stop();
@@ -606,7 +549,7 @@ describe('OpenEnv sessions end with their client', { timeout: 300_000 }, () => {
       const result = finishedTraceResults(server.dataDir).find((r) => r.task_id === 'abandoned')!;
       assert.equal(result.error_kind, 'cancelled', JSON.stringify(result.error));
       assert.equal(result.reward, null);
-      await waitFor(async () => (await sandboxDescendants(server.child.pid!)).length === 0, 30_000, 'no sandbox process left');
+      await waitFor(async () => (await sandboxDescendants(server.pid)).length === 0, 30_000, 'no sandbox process left');
     } finally {
       socket.close();
       await stalled.close();

@@ -2,14 +2,14 @@
 // the Python console, a rollout with the scripted model (live phases, reward, trace viewer with logprob-coloured tokens),
 // the trace browser and its JSONL download, the switch that turns the UI off, and the token.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { webServerFrameSchema, type WebServerFrame } from '../src/transports/http/web-protocol.js';
-import { cliPath, makeHomeDir, makeSystemTempDir, removeDir, repoRoot } from './helpers/server.js';
+import { repoRoot } from './helpers/server.js';
+import { startHttpServer, type HttpServerProcess } from './helpers/http-server.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 
 // The page's globals, as far as the functions evaluated in it use them (the test project has no DOM lib).
@@ -27,60 +27,6 @@ declare const WebSocket: new (url: string) => { onopen: (() => void) | null; onc
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = path.join(repoRoot, '.test-tmp', 'screenshots');
-
-interface HttpServerProcess {
-  url: string;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-/** Spawns the built server in HTTP mode on a free port and waits for its `serving HTTP on <url>` line. */
-async function startHttpServer(env: Record<string, string> = {}): Promise<HttpServerProcess> {
-  const dirs = [makeSystemTempDir('web-sandboxes'), makeSystemTempDir('web-data'), makeHomeDir()];
-  const [sandboxDir, dataDir, home] = dirs as [string, string, string];
-  const child: ChildProcess = spawn(process.execPath, [cliPath, 'http', '--port', '0'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: home,
-      OPENCODE_ENV_SANDBOX: 'local',
-      OPENCODE_ENV_SANDBOX_DIR: sandboxDir,
-      OPENCODE_ENV_DATA_DIR: dataDir,
-      OPENCODE_ENV_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${stderr}`)), 30_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-      const match = /serving HTTP on (http:\/\/[^\s"]+)/.exec(stderr);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited (${code}):\n${stderr}`));
-    });
-  });
-  return {
-    url,
-    stderr: () => stderr,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      for (const dir of dirs) removeDir(dir);
-    },
-  };
-}
 
 async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
