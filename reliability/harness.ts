@@ -1,4 +1,5 @@
 import { startScripted, type ScriptedLlm } from '../test/helpers/scripted.js';
+import { finishHttpServer, HttpServer, type HttpServerOptions } from './http-server.js';
 import { reapLeftovers, reapSurvivors } from './leftovers.js';
 import { keyScan } from './secrets.js';
 import { resultText, Server, Workspace, type ServerOptions } from './server.js';
@@ -22,6 +23,8 @@ export interface Case {
 export interface CaseContext {
   /** A fresh server (or, with `workspace`, one on an earlier server's directories); checked and stopped after the case. */
   server(options?: ServerOptions): Promise<Server>;
+  /** A fresh `opencode-env http --port 0` (or, with `workspace`, one on an earlier server's directories); checked and stopped after the case. */
+  httpServer(options?: HttpServerOptions): Promise<HttpServer>;
   /** Directories for a server yet to start (to prepare them first); checked and removed after the case. */
   workspace(): Workspace;
   /** The project's scripted model with this script; closed after the case. */
@@ -31,7 +34,7 @@ export interface CaseContext {
   /** Records a failure unless `ok`; the case goes on, so every check is reported. */
   expect(ok: unknown, failure: string): void;
   /** Marks a server the case stopped or killed on purpose: it is not asked to answer afterwards. */
-  ended(server: Server): void;
+  ended(server: Server | HttpServer): void;
   /** Runs after the servers are gone (unmount, remove a cgroup). */
   defer(cleanup: () => Promise<void> | void): void;
 }
@@ -55,7 +58,8 @@ const isRoot = process.getuid?.() === 0;
 class Run implements CaseContext {
   readonly failures: string[] = [];
   private readonly servers: Server[] = [];
-  private readonly endedServers = new Set<Server>();
+  private readonly httpServers: HttpServer[] = [];
+  private readonly endedServers = new Set<Server | HttpServer>();
   private readonly workspaces = new Set<Workspace>();
   private readonly cleanups: Array<() => Promise<void> | void> = [];
 
@@ -73,6 +77,15 @@ class Run implements CaseContext {
     this.workspaces.add(workspace);
     const server = await Server.start(label, { ...options, workspace });
     this.servers.push(server);
+    return server;
+  }
+
+  async httpServer(options: HttpServerOptions = {}): Promise<HttpServer> {
+    const label = `${this.testCase.id}-http-${this.httpServers.length + 1}`;
+    const workspace = options.workspace ?? this.workspace();
+    this.workspaces.add(workspace);
+    const server = await HttpServer.start(label, workspace, options);
+    this.httpServers.push(server);
     return server;
   }
 
@@ -100,7 +113,7 @@ class Run implements CaseContext {
     if (!ok) this.failures.push(failure);
   }
 
-  ended(server: Server): void {
+  ended(server: Server | HttpServer): void {
     this.endedServers.add(server);
   }
 
@@ -135,6 +148,7 @@ class Run implements CaseContext {
       }
       keyScan.scan(`${server.label}: stderr`, server.stderr());
     }
+    for (const server of this.httpServers) this.failures.push(...(await finishHttpServer(server, this.endedServers.has(server))));
     for (const workspace of this.workspaces) {
       const leftovers = await reapLeftovers(workspace.sandboxIds, 5000);
       if (leftovers.length > 0) {

@@ -2,6 +2,7 @@ import type { Case } from '../harness.js';
 import { argumentCases } from './arguments.js';
 import { containmentCases } from './containment.js';
 import { failureCases } from './failures.js';
+import { httpCases } from './http.js';
 import { keyCases } from './keys.js';
 import { pythonCases } from './python.js';
 import { rewardCases } from './reward.js';
@@ -16,4 +17,5 @@ export const cases: Case[] = [
   ...containmentCases,
   ...argumentCases,
   ...failureCases,
+  ...httpCases,
 ].sort((a, b) => parseFloat(a.id) - parseFloat(b.id) || a.id.localeCompare(b.id));

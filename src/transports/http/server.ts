@@ -95,7 +95,14 @@ export async function serveHttp(runtime: Runtime, modules: RouteModule[]): Promi
           return;
         }
         const body = error instanceof HttpError ? (error.body ?? { detail: error.message }) : { detail: 'Internal Server Error' };
-        sendJson(res, status, body, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+        try {
+          sendJson(res, status, body, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+        } catch (sendError) {
+          // The answer itself could not be made (e.g. it echoed a hostile input): drop this request, never the server.
+          logger.error({ err: sendError, path: url.pathname }, 'could not answer a request');
+          res.destroy();
+          return;
+        }
         // An unread body (refused before it was read) must not be taken for the next request.
         if (!req.complete) req.resume();
       }

@@ -73,12 +73,19 @@ function staticFileFor(pathname: string): string | null {
   return file.startsWith(`${WEB_ROOT}${path.sep}`) ? file : null;
 }
 
-async function serveStatic(context: HttpContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+/** The page's files open with the token, or with the cookie the page got with it; returns whether the token came. */
+function checkPageAccess(context: HttpContext, req: IncomingMessage, url: URL): boolean {
   const { token } = context.settings;
   const byToken = isAuthorized(req, url, token, true);
   if (token !== null && !byToken && !hasAssetCookie(req, token)) {
     throw new HttpError(401, 'open the page with ?token=<OPENCODE_ENV_TOKEN>');
   }
+  return byToken;
+}
+
+async function serveStatic(context: HttpContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const { token } = context.settings;
+  const byToken = checkPageAccess(context, req, url);
   const file = staticFileFor(url.pathname);
   const info = file ? await stat(file).catch(() => null) : null;
   if (!file || !info?.isFile()) throw new HttpError(404, 'Not Found');
@@ -259,8 +266,11 @@ export const webInterface: RouteModule = (context) => {
         path: '/web/*',
         // Checked by serveStatic itself: the token, or the cookie the page got with it (see ASSET_COOKIE).
         public: true,
-        handle: (req, res, url) =>
-          url.pathname === '/web' ? Promise.resolve(redirectToPage(url, res)) : serveStatic(context, req, res, url),
+        handle: async (req, res, url) => {
+          if (url.pathname !== '/web') return serveStatic(context, req, res, url);
+          checkPageAccess(context, req, url);
+          redirectToPage(url, res);
+        },
       },
     ],
     webSockets: [socket],

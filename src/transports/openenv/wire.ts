@@ -213,6 +213,19 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
  * zod issues as pydantic errors (`loc` prefixed with `locPrefix`, e.g. ['body']): what FastAPI's 422 `detail` and
  * OpenEnv's VALIDATION_ERROR `errors` hold. A missing field is `missing`; an unknown key one `extra_forbidden` per key.
  */
+/** Echoed inputs are capped: a huge or deeply nested value (a hostile body) must not make the answer itself fail. */
+const ECHO_LIMIT_CHARS = 2048;
+
+function boundedEcho(value: unknown): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return '[not echoed: nested too deeply]';
+  }
+  return text === undefined || text.length <= ECHO_LIMIT_CHARS ? value : `[not echoed: ${text.length} characters]`;
+}
+
 export function toValidationIssues(error: z.ZodError, input: unknown, locPrefix: Array<string | number> = []): ValidationIssue[] {
   return error.issues.flatMap((issue): ValidationIssue[] => {
     const path = issue.path.filter((key): key is string | number => typeof key !== 'symbol');
@@ -221,7 +234,7 @@ export function toValidationIssues(error: z.ZodError, input: unknown, locPrefix:
         type: 'extra_forbidden',
         loc: [...locPrefix, ...path, key],
         msg: 'Extra inputs are not permitted',
-        input: valueAt(input, [...path, key]),
+        input: boundedEcho(valueAt(input, [...path, key])),
       }));
     }
     const value = valueAt(input, path);
@@ -231,7 +244,7 @@ export function toValidationIssues(error: z.ZodError, input: unknown, locPrefix:
         type: missing ? 'missing' : (ISSUE_TYPES[issue.code] ?? issue.code),
         loc: [...locPrefix, ...path],
         msg: missing ? 'Field required' : issue.message,
-        input: value,
+        input: boundedEcho(value),
       },
     ];
   });
