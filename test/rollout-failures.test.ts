@@ -140,6 +140,31 @@ describe('run_rollout when things go wrong', () => {
     }
   });
 
+  it('a budget of LLM calls ends the run with a final answer; the work is still verified and the result says so', async () => {
+    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: llm.url, model: 'scripted-model', max_llm_calls: 1 });
+    assert.equal(r.error, null, "a budget is the policy's limit, not an infrastructure failure");
+    assert.equal(r.budget_exhausted, 'max_llm_calls');
+    assert.equal(r.agent_exit_code, 0, 'opencode ended normally on the final answer');
+    assert.equal(r.proxy_turns.filter((t: any) => t.kind === 'agent').length, 1, 'only the budgeted call reached the model');
+    assert.equal(r.reward, 1, 'the one call wrote a correct fizzbuzz.py, which the verifier judged');
+    assert.match(r.proxy_log_tail, /max_llm_calls reached/);
+  });
+
+  it('a token budget ends the run once the usage reaches it; black_box mode, which reads no usage, refuses it', async () => {
+    const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: llm.url, model: 'scripted-model', max_total_tokens: 1 });
+    assert.equal(r.budget_exhausted, 'max_total_tokens');
+    assert.equal(r.proxy_turns.filter((t: any) => t.kind === 'agent').length, 1);
+    const refused = await server.call('run_rollout', {
+      ...exampleTask(),
+      base_url: llm.url,
+      model: 'scripted-model',
+      mode: 'black_box',
+      max_total_tokens: 10,
+    });
+    assert.equal(refused.isError, true);
+    assert.match(JSON.stringify(refused.content), /max_total_tokens needs mode transparent_proxy/);
+  });
+
   it('never lets the API key into the trace, the result or the logs', async () => {
     const secret = 'sk-test-0123456789abcdefSECRET';
     const guarded = await startScripted(exampleScript('script.json'), { apiKey: secret });

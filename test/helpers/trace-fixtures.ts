@@ -44,6 +44,7 @@ export function makeResult(rolloutId: string, overrides: Partial<RolloutResult> 
     rewards: {},
     agent_exit_code: 0,
     agent_timed_out: false,
+    budget_exhausted: null,
     wall_s: 1.5,
     timings: { agent: 1 },
     mode: 'transparent_proxy',

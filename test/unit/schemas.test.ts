@@ -255,6 +255,7 @@ describe('published output schemas', () => {
     rewards: { accuracy: 1 },
     agent_exit_code: 0,
     agent_timed_out: false,
+    budget_exhausted: null,
     wall_s: 12.3,
     timings: { sandbox: 0.1, agent: 10 },
     mode: 'transparent_proxy',

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { RolloutBudget, type BudgetLimits, type BudgetName } from './budget.js';
 import { injectFields, refusedInjection, stripInjected, type Injection, type InjectionPolicy } from './injection.js';
 import { eventData, SseSplitter } from './sse.js';
 import { TurnAssembler } from './turn-assembler.js';
@@ -32,6 +33,8 @@ export interface RecordingProxyOptions extends InjectionPolicy {
   listen?: { port: number; host?: string };
   /** Each recorded turn, in full, once: the proxy itself keeps only summaries, so a long run's memory stays small. */
   onTurn?: (turn: ProxyTurn) => void;
+  /** The agent's LLM budget; past it, its next call gets a final answer. Tokens are counted only when recording. */
+  budget?: BudgetLimits;
 }
 
 export interface RecordingProxy {
@@ -43,6 +46,8 @@ export interface RecordingProxy {
   readonly turns: ProxyTurnSummary[];
   /** Set once the proxy stopped contacting a failing upstream. */
   readonly gaveUp: string | null;
+  /** Set once the agent's budget ended its run (a call past it was answered with a final stop). */
+  readonly budgetEnded: BudgetName | null;
   /** Upstream answers so far: successes (status < 400) and failures (no answer or 5xx), recorded or relayed; requests refused here. */
   readonly stats: { requests: number; successes: number; failures: number; refused: number };
   /** Recent proxy log lines, newest last. */
@@ -158,6 +163,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   // Room for two requests at the limit (opencode sends a title request beside the agent's): more waits for none.
   const bodyBudget: BodyBudget = { used: 0, limit: 2 * maxRequestBytes };
   let gaveUp: string | null = null;
+  const budget = new RolloutBudget(options.budget ?? {});
   let turnCounter = 0;
   /** Injections the upstream rejected once; not tried again. */
   const refused = new Set<Injection>();
@@ -236,12 +242,15 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
    * The rollout is failed by the caller (see `gaveUp`); the synthetic answer is never recorded as a turn.
    */
   function giveUpResponse(res: http.ServerResponse, request: Record<string, any> | null): void {
+    finalAnswer(res, request, `[opencode-env] ${gaveUp}. Stopping this run.`, 'opencode-env-gave-up');
+  }
+
+  /** A normal, final assistant answer (no tool calls), which ends opencode's run: streamed if the request asked for that. */
+  function finalAnswer(res: http.ServerResponse, request: Record<string, any> | null, content: string, id: string): void {
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const content = `[opencode-env] ${gaveUp}. Stopping this run.`;
-    const id = 'opencode-env-gave-up';
     const created = Math.floor(Date.now() / 1000);
     const model = typeof request?.model === 'string' ? request.model : 'unknown';
     if (request?.stream === true) {
@@ -321,6 +330,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         `turn ${recorded.turn} ${recorded.kind} ${recorded.upstream_status ?? '-'} ${recorded.latency_s.toFixed(3)}s finish=${recorded.finish_reason ?? '-'} tokens=${recorded.completion_token_ids.length || recorded.completion_tokens.length}` +
           (recorded.upstream_error ? ` error=${recorded.upstream_error.type}: ${recorded.upstream_error.message}` : ''),
       );
+      if (recorded.kind === 'agent') budget.record(recorded.usage);
       options.onTurn?.(recorded);
     };
 
@@ -524,6 +534,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         note(`${req.method} ${req.url} (${request ? turnKind(request) : 'other'}) answered with a stop: the upstream was given up on`);
         return giveUpResponse(res, request);
       }
+      if (isChat) {
+        const request = parseJsonObject(raw);
+        // Past its budget, the agent's next call is answered here with a final stop (never recorded as a turn).
+        if (request && turnKind(request) === 'agent' && !budget.admit()) {
+          note(`${req.method} ${req.url} answered with a stop: ${budget.ended} reached (${budget.calls} calls, ${budget.tokens} tokens)`);
+          return finalAnswer(res, request, budget.message(), 'opencode-env-budget');
+        }
+      }
       stats.requests += 1;
       if (options.record && isChat) {
         const parsed = parseJsonObject(raw);
@@ -566,6 +584,9 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     turns,
     get gaveUp() {
       return gaveUp;
+    },
+    get budgetEnded() {
+      return budget.ended;
     },
     stats,
     logTail: () => log.join('\n'),

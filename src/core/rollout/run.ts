@@ -77,6 +77,9 @@ export class RolloutRunner implements RolloutService {
 
   /** Checks a spec without running anything; throws InvalidInputError naming the problem. */
   validate(spec: RolloutSpec): ResolvedEndpoint {
+    if (spec.max_total_tokens !== undefined && spec.mode === 'black_box') {
+      throw new InvalidInputError('max_total_tokens needs mode transparent_proxy: in black_box mode the proxy reads no usage');
+    }
     for (const file of Object.keys(spec.files ?? {})) {
       const problem = validateStagedPath(file);
       if (problem) throw new InvalidInputError(problem);
@@ -222,6 +225,7 @@ export class RolloutRunner implements RolloutService {
         events.finish();
         result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;
         result.agent_timed_out = agent.timedOut;
+        result.budget_exhausted = activeProxy.budgetEnded;
         if (signal?.aborted) throw cancelled();
         if (activeProxy.gaveUp) throw new InfrastructureError('upstream', `LLM endpoint unavailable: ${activeProxy.gaveUp}`);
         if (agent.exitCode === 126 || agent.exitCode === 127) {
@@ -341,6 +345,7 @@ export class RolloutRunner implements RolloutService {
       maxTokensCap: spec.max_tokens_cap,
       maxConsecutiveFailures: this.deps.maxConsecutiveUpstreamFailures,
       maxRequestBytes: this.deps.maxRequestBytes,
+      budget: { maxLlmCalls: spec.max_llm_calls ?? null, maxTotalTokens: spec.max_total_tokens ?? null },
       onTurn: (turn) => {
         onTurn(turn);
         progress(

@@ -78,6 +78,14 @@ export const rolloutRequestSchema = z
       'Seconds allowed per verifier command',
     ),
     template: optionalField(z.string(), 'Sandbox template (E2B); the local backend records it and ignores it'),
+    max_llm_calls: optionalField(
+      z.number().int().positive().max(100_000),
+      "The agent's LLM calls at most (opencode's title calls do not count); its next call gets a final answer that ends the run",
+    ),
+    max_total_tokens: optionalField(
+      z.number().int().positive().max(1_000_000_000),
+      "Tokens (prompt + completion, as the endpoint reports them) the agent's calls may use; past it, its next call gets a final answer. Needs mode transparent_proxy",
+    ),
     allow_internet: fieldWithDefault(
       z.boolean(),
       ROLLOUT_DEFAULTS.allow_internet,
@@ -124,6 +132,10 @@ export const rolloutResultSchema = z
     rewards: z.record(z.string(), z.number()).describe("Further named rewards from the verifier's reward.json"),
     agent_exit_code: z.number().int().nullable().describe("opencode's exit code; null when it was killed or never ran"),
     agent_timed_out: z.boolean().describe('The agent was killed at agent_timeout_s (its work is still verified)'),
+    budget_exhausted: z
+      .enum(['max_llm_calls', 'max_total_tokens'])
+      .nullable()
+      .describe('The budget that ended the run (a call past it got a final answer); its work is still verified'),
     wall_s: z.number().describe('Seconds from the call to the result, queueing included'),
     timings: z.partialRecord(z.enum(ROLLOUT_PHASES), z.number()).describe('Seconds spent in each phase'),
     mode: rolloutModeSchema.describe('transparent_proxy (turns recorded) or black_box (traffic relayed only)'),
@@ -163,6 +175,7 @@ export function blankRolloutResult(
     rewards: {},
     agent_exit_code: null,
     agent_timed_out: false,
+    budget_exhausted: null,
     wall_s: 0,
     timings: {},
     setup_results: [],
