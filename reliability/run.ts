@@ -1,5 +1,5 @@
 /**
- * npm run reliability: attacks the built server (dist/cli.js) over MCP stdio the way a hostile agent, a
+ * npm run reliability: attacks the built server (dist/cli.js) over MCP stdio and in HTTP mode the way a hostile agent, a
  * careless host and a bad day would, and prints a table of what was sent, what came back and whether that
  * was right. After every case the server must answer the next call, exit when its client goes away, and
  * leave no sandbox process or directory behind; at the end, no configured key may appear in any tool
