@@ -57,7 +57,9 @@ async function runProgram(argv: string[]): Promise<void> {
   program
     .command('rollout')
     .description('run one rollout of a task file on the configured sandbox backend (local, or E2B with E2B_API_KEY) and print the reward')
-    .requiredOption('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')
+    .option('--task <file>', 'task JSON: run_rollout arguments (instruction, test_script/verify, setup, files, ...)')
+    .option('--harbor <dir>', 'a Harbor task directory (task.toml, instruction.md, tests/, environment/, solution/) instead of --task')
+    .option('--agent <agent>', "opencode, or oracle: run the task's solution (solution/solve.sh) instead of a model")
     .option('--scripted-llm <script>', 'answer with an offline scripted model (JSON script) instead of a real endpoint')
     .option('--endpoint <name>', 'vllm | openai | hf_router (configured by environment variables)')
     .option('--base-url <url>', 'OpenAI-compatible base URL ending in /v1')
@@ -69,6 +71,33 @@ async function runProgram(argv: string[]): Promise<void> {
     .action(async (options) => {
       const { runRolloutCommand } = await import('./commands/rollout.js');
       process.exitCode = await runRolloutCommand(options);
+    });
+
+  program
+    .command('batch <dataset>')
+    .description(
+      'run K samples of every task of a dataset (JSONL of run_rollout arguments, a directory of task JSON files, or of Harbor tasks), ' +
+        'N at a time; results.jsonl (one line per rollout, resumable) and summary.json in --out',
+    )
+    .requiredOption('--samples <k>', 'rollouts per task (a GRPO group)')
+    .requiredOption('--concurrency <n>', 'rollouts at once')
+    .requiredOption('--out <dir>', 'where results.jsonl and summary.json go')
+    .option('--retries <r>', 'retries per rollout for infrastructure failures (sandbox, upstream, setup, verifier timeout, internal)', '0')
+    .option('--resume', 'skip the (task, sample) pairs already in results.jsonl')
+    .option('--retry-delay-ms <ms>', 'backoff before the first retry (doubles per retry, jittered, at most 60 s)')
+    .option('--progress-interval <seconds>', 'seconds between progress lines when stderr is not a terminal', '10')
+    .option('--scripted-llm <script>', 'answer with an offline scripted model (JSON script) instead of the endpoints of the tasks')
+    .option('--endpoint <name>', 'vllm | openai | hf_router, for every task')
+    .option('--base-url <url>', 'OpenAI-compatible base URL ending in /v1, for every task')
+    .option('--model <name>', 'model name, for every task')
+    .option('--api-key-env <var>', 'environment variable holding the API key')
+    .option(
+      '--agent <agent>',
+      "opencode, or oracle: run each task's oracle_script (a Harbor task's solution/solve.sh) to validate tasks without a model",
+    )
+    .action(async (dataset: string, options) => {
+      const { runBatchCommand } = await import('./commands/batch.js');
+      process.exitCode = await runBatchCommand(dataset, options);
     });
 
   const traces = program.command('traces').description('stored rollout traces');
@@ -85,11 +114,18 @@ async function runProgram(argv: string[]): Promise<void> {
     });
   traces
     .command('export')
-    .description('write JSONL for training: one rollout per line, agent turns with token ids and logprobs')
-    .option('--out <file>', 'write here instead of stdout')
+    .description('write JSONL for training: per rollout its agent turns (turns), or merged token sequences with loss masks (tokens)')
+    .option(
+      '--format <format>',
+      'turns: one rollout per line with its LLM calls; tokens: one training sequence per line; atif: DIR/<rollout_id>/trajectory.json (Harbor ATIF)',
+      'turns',
+    )
+    .option('--out <file>', 'write here instead of stdout (a directory, for atif)')
     .option('--include-failed', 'also export rollouts without a reward')
-    .option('--all-turns', 'include title and auxiliary LLM calls')
-    .action(async (options) => (await import('./commands/traces.js')).exportTraces(options));
+    .option('--all-turns', 'include title and auxiliary LLM calls (format turns)')
+    .action(async (options) => {
+      process.exitCode = await (await import('./commands/traces.js')).exportTraces(options);
+    });
 
   program
     .command('mcp-config')

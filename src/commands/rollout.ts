@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config.js';
+import { harborRolloutArguments } from '../core/harbor/dataset.js';
+import { loadHarborTask } from '../core/harbor/task.js';
 import type { RolloutResult } from '../core/rollout/schema.js';
 import { InvalidInputError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -12,7 +14,10 @@ import { callTool } from '../tools/call-tool.js';
 import { runRolloutTool } from '../tools/run-rollout.js';
 
 export interface RolloutCommandOptions {
-  task: string;
+  /** Exactly one of `task` (a task JSON file) and `harbor` (a Harbor task directory). */
+  task?: string;
+  harbor?: string;
+  agent?: string;
   scriptedLlm?: string;
   endpoint?: string;
   baseUrl?: string;
@@ -25,8 +30,12 @@ export interface RolloutCommandOptions {
 
 /** The task file's arguments with the command line's overrides on top: run_rollout's arguments. */
 async function rolloutArguments(options: RolloutCommandOptions, scripted: ScriptedLlm | null): Promise<Record<string, unknown>> {
-  const task = JSON.parse(await readFile(options.task, 'utf8')) as Record<string, unknown>;
+  if (Boolean(options.task) === Boolean(options.harbor)) throw new InvalidInputError('give one of --task <file> and --harbor <dir>');
+  const task = options.harbor
+    ? harborRolloutArguments(await loadHarborTask(options.harbor))
+    : (JSON.parse(await readFile(options.task!, 'utf8')) as Record<string, unknown>);
   const args: Record<string, unknown> = { ...task };
+  if (options.agent) args.agent = options.agent;
   if (scripted) {
     delete args.endpoint;
     Object.assign(args, { base_url: scripted.url, model: 'scripted-model' });
@@ -47,7 +56,7 @@ async function rolloutArguments(options: RolloutCommandOptions, scripted: Script
 function summary(result: RolloutResult, options: RolloutCommandOptions, runtime: Runtime): string {
   const agentTurns = result.proxy_turns.filter((t) => t.kind === 'agent').length;
   const lines = [
-    `task:      ${result.task_id || path.basename(options.task)}`,
+    `task:      ${result.task_id || path.basename(options.task ?? options.harbor ?? '')}`,
     `reward:    ${result.reward === null ? 'null' : result.reward.toFixed(2)}${Object.keys(result.rewards).length ? ` ${JSON.stringify(result.rewards)}` : ''}`,
     `turns:     ${result.proxy_turns.length} LLM turns (${agentTurns} agent steps)`,
     `agent:     exit ${result.agent_exit_code ?? '-'}${result.agent_timed_out ? ' (timed out)' : ''}, ${result.agent_events.length} events`,
@@ -97,7 +106,7 @@ export async function runRolloutCommand(options: RolloutCommandOptions): Promise
     const outcome = await call;
     await session.close();
     if (!outcome.ok) {
-      const what = outcome.error.class === 'invalid_input' ? `invalid task ${options.task}` : 'the rollout failed';
+      const what = outcome.error.class === 'invalid_input' ? `invalid task ${options.task ?? options.harbor}` : 'the rollout failed';
       process.stderr.write(`opencode-env: ${what}: ${outcome.error.message}\n`);
       return 1;
     }

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { loadConfig } from '../config.js';
+import { traceTokenSequences } from '../core/export/trace-tokens.js';
 import { TraceStore, trainingExampleChunks } from '../core/traces.js';
 
 function store(): TraceStore {
@@ -38,21 +39,50 @@ export async function showTrace(rolloutId: string): Promise<number> {
   return 0;
 }
 
-/** `opencode-env traces export`: JSONL, one rollout per line with its agent turns' tokens and logprobs. */
-export async function exportTraces(options: { out?: string; includeFailed?: boolean; allTurns?: boolean }): Promise<void> {
+export interface ExportOptions {
+  out?: string;
+  includeFailed?: boolean;
+  allTurns?: boolean;
+  /** turns (default): one rollout per line with its LLM calls; tokens: merged training sequences, one per line. */
+  format?: string;
+}
+
+/** `opencode-env traces export`: JSONL, in the format asked for. */
+export async function exportTraces(options: ExportOptions): Promise<number> {
+  const format = options.format ?? 'turns';
+  if (format === 'atif') return (await import('./export-atif.js')).exportAtif(store(), options);
+  if (format !== 'turns' && format !== 'tokens') {
+    process.stderr.write(`unknown --format ${JSON.stringify(format)}: turns, tokens or atif\n`);
+    return 2;
+  }
+  const traces = store();
   const out = options.out ? createWriteStream(options.out) : process.stdout;
-  let written = 0;
-  let skipped = 0;
-  for await (const trace of store().all()) {
+  const tally = { rollouts: 0, skipped: 0, sequences: 0, prefixBreaks: 0, flagged: 0 };
+  for await (const trace of traces.all()) {
     if (!options.includeFailed && (trace.result.error !== null || trace.result.reward === null)) {
-      skipped += 1;
+      tally.skipped += 1;
       continue;
     }
-    for await (const chunk of trainingExampleChunks(trace, { allTurns: options.allTurns ?? false })) await write(out, chunk);
-    written += 1;
+    tally.rollouts += 1;
+    if (format === 'turns') {
+      for await (const chunk of trainingExampleChunks(trace, { allTurns: options.allTurns ?? false })) await write(out, chunk);
+      continue;
+    }
+    const { sequences, report } = await traceTokenSequences(traces, trace);
+    if (report.flagged) {
+      tally.flagged += 1;
+      process.stderr.write(`flagged ${trace.rollout_id}: ${report.flagged} (not exported)\n`);
+    }
+    tally.prefixBreaks += report.prefix_breaks;
+    tally.sequences += sequences.length;
+    for (const sequence of sequences) await write(out, `${JSON.stringify(sequence)}\n`);
   }
   if (out !== process.stdout) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));
+  const skipped = tally.skipped ? ` (skipped ${tally.skipped} without a reward; --include-failed keeps them)` : '';
   process.stderr.write(
-    `exported ${written} rollouts${skipped ? ` (skipped ${skipped} without a reward; --include-failed keeps them)` : ''}\n`,
+    format === 'turns'
+      ? `exported ${tally.rollouts} rollouts${skipped}\n`
+      : `exported ${tally.sequences} sequences from ${tally.rollouts} rollouts: ${tally.prefixBreaks} prefix breaks, ${tally.flagged} flagged${skipped}\n`,
   );
+  return 0;
 }

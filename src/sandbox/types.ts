@@ -8,6 +8,9 @@ import type { Duplex } from 'node:stream';
 export type SandboxBackendName = 'local' | 'e2b';
 /** Programs the project ships or runs on, made available inside sandboxes. */
 export type SandboxBinary = 'opencode' | 'node';
+/** Where Harbor's tests go for the verifier (`Sandbox.verifierFilesDir`), and where its test scripts write their reward. */
+export const HARBOR_TESTS_DIR = '/tests';
+export const HARBOR_REWARD_DIR = '/logs/verifier';
 
 export interface RunOptions {
   /** Working directory inside the sandbox; defaults to the sandbox's workdir. */
@@ -145,6 +148,13 @@ export interface Sandbox {
    * Created by `prepareVerifier()`, writable only by commands run `as: 'verifier'`.
    */
   readonly rewardDir: string;
+  /**
+   * Harbor's verifier paths, or null where the sandbox shares the host's root (plain processes) and has none. When set
+   * (`HARBOR_TESTS_DIR`): after `prepareVerifier()` it is a fresh directory that the host writes into with `writeFile(s)`
+   * (files owned by the verifier) and verifier commands read, which the agent never saw; and `HARBOR_REWARD_DIR` is the
+   * reward directory for verifier commands too.
+   */
+  readonly verifierFilesDir: string | null;
   /**
    * Ends the agent's part: kills every process still running in the sandbox, then (from the host side, never
    * through the agent's processes) replaces whatever is at the reward directory's place with a fresh, empty

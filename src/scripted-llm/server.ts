@@ -42,6 +42,7 @@ interface Emission {
   tokens: FakeToken[];
 }
 
+/** The tokens in the order of `completionPieces` (fake-tokens.ts), which the toy chat template relies on. */
 function buildEmissions(turn: ScriptedTurn, callIdPrefix: string): { emissions: Emission[]; finishReason: string } {
   const emissions: Emission[] = [];
   if (turn.reasoning) emissions.push({ tokens: tokenize(turn.reasoning), delta: (t) => ({ reasoning_content: t.token }) });

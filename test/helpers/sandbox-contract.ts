@@ -247,6 +247,30 @@ export function sandboxContract(target: SandboxContractTarget): void {
       });
     }
 
+    it("gives the verifier Harbor's paths: /tests written from the host after prepareVerifier, /logs/verifier as the reward dir", async () => {
+      const box = await provider.create({ label: 'harbor' });
+      try {
+        if (box.verifierFilesDir === null) {
+          assert.equal(box.isolation, 'none', 'only plain processes, which see the host root, go without Harbor paths');
+          return;
+        }
+        const tests = box.verifierFilesDir;
+        const plant = await box.run(bash(`mkdir -p ${tests} 2>/dev/null; echo forged > ${tests}/test.sh`), { timeoutMs: 10_000 });
+        assert.notEqual(plant.exitCode, 0, `the agent cannot write ${tests}`);
+        await box.prepareVerifier();
+        await box.writeFiles([
+          { path: `${tests}/test.sh`, content: `cat ${tests}/sub/data.txt; echo 0.75 > /logs/verifier/reward.txt` },
+          { path: `${tests}/sub/data.txt`, content: 'from the host\n' },
+        ]);
+        const verify = await box.run(['bash', `${tests}/test.sh`], { timeoutMs: 10_000, as: 'verifier' });
+        assert.equal(verify.exitCode, 0, verify.stderr);
+        assert.equal(verify.stdout, 'from the host\n', 'the verifier reads what the host wrote under /tests');
+        assert.equal((await box.readFile(`${box.rewardDir}/reward.txt`)).toString(), '0.75\n', '/logs/verifier is the reward dir');
+      } finally {
+        await box.kill();
+      }
+    });
+
     it('prepareVerifier ends every process the agent left running', async () => {
       const box = await provider.create({ label: 'stragglers' });
       try {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Sandbox, SandboxProvider } from '../../sandbox/types.js';
+import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProvider } from '../../sandbox/types.js';
 import { Cancellation } from '../../util/cancel-group.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { Semaphore } from '../../util/semaphore.js';
@@ -48,6 +48,16 @@ export interface RolloutService {
   run(spec: RolloutSpec, options?: RolloutRunOptions): Promise<RolloutResult>;
 }
 
+/** The endpoint of an oracle rollout, which calls no model (its result names the endpoint `oracle`). */
+const ORACLE_ENDPOINT: ResolvedEndpoint = { name: 'custom', baseUrl: '', apiKey: '', model: '' };
+
+/** Why a verifier_files path is refused, or null: absolute, normalized, and under /tests (the verifier's alone). */
+function verifierFileProblem(file: string): string | null {
+  const under = `${HARBOR_TESTS_DIR}/`;
+  if (file.startsWith(under) && path.posix.normalize(file) === file && !file.endsWith('/')) return null;
+  return `verifier_files: ${JSON.stringify(file)} must be a normalized absolute path under ${under}`;
+}
+
 /** Any failure of a step outside the agent's control, as an infrastructure error of that kind. */
 function asInfrastructure(kind: InfrastructureErrorKind, error: unknown): InfrastructureError {
   if (error instanceof InfrastructureError) return error;
@@ -84,6 +94,23 @@ export class RolloutRunner implements RolloutService {
       const problem = validateStagedPath(file);
       if (problem) throw new InvalidInputError(problem);
     }
+    for (const file of Object.keys(spec.verifier_files ?? {})) {
+      const problem = verifierFileProblem(file);
+      if (problem) throw new InvalidInputError(problem);
+    }
+    if (spec.environment_needs !== undefined) {
+      // Decided before anything runs: the host's tools cannot stand in for an image. (E2B builds no template from a
+      // Dockerfile yet; that is the E2B template builder's job: until then it needs a template given.)
+      const task = spec.task_id ? `task ${spec.task_id}` : 'the task';
+      if (this.deps.provider.backend === 'local') {
+        throw new InvalidInputError(
+          `${task} needs ${spec.environment_needs}; the local backend runs on this host's tools — use E2B (OPENCODE_ENV_SANDBOX=e2b)`,
+        );
+      }
+      if (!spec.template) throw new InvalidInputError(`${task} needs ${spec.environment_needs}; pass a template built from it`);
+    }
+    // The oracle runs a script: no model, so no endpoint to resolve.
+    if (spec.agent === 'oracle') return ORACLE_ENDPOINT;
     return resolveEndpoint(
       { endpoint: spec.endpoint, baseUrl: spec.base_url, apiKey: spec.api_key, model: spec.model },
       this.deps.endpoints,
@@ -104,7 +131,10 @@ export class RolloutRunner implements RolloutService {
       rollout_id: rolloutId,
       task_id: spec.task_id ?? '',
       mode: spec.mode,
-      endpoint: { name: endpoint.name, base_url: redactUrl(endpoint.baseUrl), model: endpoint.model },
+      endpoint:
+        spec.agent === 'oracle'
+          ? { name: 'oracle', base_url: '', model: '' }
+          : { name: endpoint.name, base_url: redactUrl(endpoint.baseUrl), model: endpoint.model },
       template: spec.template ?? null,
     });
     // The reason says who cancelled (the client, a disconnect, shutdown) when the canceller gave one.
@@ -148,7 +178,7 @@ export class RolloutRunner implements RolloutService {
           throw cancelled();
         }
       });
-      const agentProblem = this.deps.agentProblem?.() ?? null;
+      const agentProblem = spec.agent === 'oracle' ? null : (this.deps.agentProblem?.() ?? null);
       if (agentProblem) throw new InfrastructureError('sandbox', `the agent cannot run on this server: ${agentProblem}`);
       sandbox = await phase('sandbox', () =>
         this.deps.provider
@@ -188,61 +218,82 @@ export class RolloutRunner implements RolloutService {
         });
       }
 
-      // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
-      const lookedUp = performance.now();
-      const agentBinary = await box.ensureBinary('opencode').catch(rethrowAs('sandbox'));
-      if (agentBinary.installed) {
-        result.timings.install = Math.round(performance.now() - lookedUp) / 1000;
-        progress(`installed opencode in the sandbox (${result.timings.install} s)`);
+      if (spec.verifier_files && box.verifierFilesDir === null) {
+        throw new InfrastructureError(
+          'sandbox',
+          `verifier_files need ${HARBOR_TESTS_DIR}, which this sandbox (isolation ${box.isolation}) has not`,
+        );
       }
 
-      const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
-        const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
-        proxy = recorder; // closed in `finally` even when the channel cannot be opened
-        // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
-        const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
-        return { recorder, llmChannel };
-      });
-      proxy = activeProxy;
-
-      await phase('agent', async () => {
-        const plan = await planOpencodeRun(box, {
-          instruction: spec.instruction,
-          model: endpoint.model,
-          maxTokensCap: spec.max_tokens_cap,
-          baseUrl: `${llmChannel.url}/v1`,
-          disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
-        }).catch(rethrowAs('sandbox'));
-        const agent = await box.run(await llmChannel.command(plan.argv), {
-          env: plan.env,
-          stdin: plan.stdin,
-          timeoutMs: spec.agent_timeout_s * 1000,
-          maxOutputBytes: 64 * 1024,
-          onStdout: (chunk) => events.push(chunk),
-          onStderr: (chunk) => agentStderr.push(chunk),
-          ...(signal ? { signal } : {}),
+      if (spec.agent === 'oracle') {
+        await phase('agent', async () => {
+          const oracle = await runShellCommand(box, 'bash -s', {
+            timeoutS: spec.agent_timeout_s,
+            stdin: spec.oracle_script!,
+            ...(signal ? { signal } : {}),
+          });
+          agentStderr.push(Buffer.from(`${oracle.stdout}${oracle.stderr}`));
+          result.agent_exit_code = oracle.exit_code;
+          result.agent_timed_out = oracle.timed_out;
+          if (signal?.aborted) throw cancelled();
         });
-        events.finish();
-        result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;
-        result.agent_timed_out = agent.timedOut;
-        result.budget_exhausted = activeProxy.budgetEnded;
-        if (signal?.aborted) throw cancelled();
-        if (activeProxy.gaveUp) throw new InfrastructureError('upstream', `LLM endpoint unavailable: ${activeProxy.gaveUp}`);
-        if (agent.exitCode === 126 || agent.exitCode === 127) {
-          throw new InfrastructureError(
-            'sandbox',
-            `the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`,
-          );
+      } else {
+        // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
+        const lookedUp = performance.now();
+        const agentBinary = await box.ensureBinary('opencode').catch(rethrowAs('sandbox'));
+        if (agentBinary.installed) {
+          result.timings.install = Math.round(performance.now() - lookedUp) / 1000;
+          progress(`installed opencode in the sandbox (${result.timings.install} s)`);
         }
-        if (!agent.timedOut && agent.exitCode !== 0 && activeProxy.stats.successes === 0) {
-          const reason =
-            activeProxy.turns.find((t) => t.upstream_error)?.upstream_error?.message ?? events.errors()[0] ?? 'no LLM call succeeded';
-          throw new InfrastructureError(
-            'upstream',
-            `the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`,
-          );
-        }
-      });
+
+        const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
+          const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
+          proxy = recorder; // closed in `finally` even when the channel cannot be opened
+          // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
+          const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
+          return { recorder, llmChannel };
+        });
+        proxy = activeProxy;
+
+        await phase('agent', async () => {
+          const plan = await planOpencodeRun(box, {
+            instruction: spec.instruction,
+            model: endpoint.model,
+            maxTokensCap: spec.max_tokens_cap,
+            baseUrl: `${llmChannel.url}/v1`,
+            disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
+          }).catch(rethrowAs('sandbox'));
+          const agent = await box.run(await llmChannel.command(plan.argv), {
+            env: plan.env,
+            stdin: plan.stdin,
+            timeoutMs: spec.agent_timeout_s * 1000,
+            maxOutputBytes: 64 * 1024,
+            onStdout: (chunk) => events.push(chunk),
+            onStderr: (chunk) => agentStderr.push(chunk),
+            ...(signal ? { signal } : {}),
+          });
+          events.finish();
+          result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;
+          result.agent_timed_out = agent.timedOut;
+          result.budget_exhausted = activeProxy.budgetEnded;
+          if (signal?.aborted) throw cancelled();
+          if (activeProxy.gaveUp) throw new InfrastructureError('upstream', `LLM endpoint unavailable: ${activeProxy.gaveUp}`);
+          if (agent.exitCode === 126 || agent.exitCode === 127) {
+            throw new InfrastructureError(
+              'sandbox',
+              `the agent could not start (exit code ${agent.exitCode}): ${tail(agentStderr.toString().trim())}`,
+            );
+          }
+          if (!agent.timedOut && agent.exitCode !== 0 && activeProxy.stats.successes === 0) {
+            const reason =
+              activeProxy.turns.find((t) => t.upstream_error)?.upstream_error?.message ?? events.errors()[0] ?? 'no LLM call succeeded';
+            throw new InfrastructureError(
+              'upstream',
+              `the agent exited with code ${agent.exitCode} without a single successful LLM call: ${reason}`,
+            );
+          }
+        });
+      }
 
       await phase('verify', async () => {
         if (!spec.test_script && !spec.verify?.length) {
@@ -251,11 +302,17 @@ export class RolloutRunner implements RolloutService {
         }
         // From here on the agent has no process left, and the verifier runs as someone the agent cannot reach.
         await box.prepareVerifier().catch(rethrowAs('sandbox'));
+        if (spec.verifier_files) {
+          await box
+            .writeFiles(Object.entries(spec.verifier_files).map(([file, content]) => ({ path: file, content })))
+            .catch(rethrowAs('sandbox'));
+        }
         let testScript: CommandRecord | null = null;
         const runVerifier = async (cmd: string, label: string): Promise<CommandRecord> => {
           const record = await runShellCommand(box, cmd, {
             timeoutS: spec.verify_timeout_s,
             as: 'verifier',
+            ...(spec.verifier_env ? { env: spec.verifier_env } : {}),
             ...(signal ? { signal } : {}),
           });
           result.verify_results.push(record);

@@ -92,6 +92,31 @@ export const rolloutRequestSchema = z
       "Whether the sandbox may reach the internet (E2B's allowInternetAccess). The agent's LLM calls never need it: they " +
         'go through the server. The local backend follows OPENCODE_ENV_SANDBOX_NETWORK instead',
     ),
+    // Harbor tasks (src/core/harbor/) map onto these.
+    verifier_files: optionalField(
+      z.record(z.string(), z.string()),
+      'Files for the verifier only, written after the agent has finished: absolute path under /tests -> text content ' +
+        "(a Harbor task's tests/). Verifier commands also see the reward dir at /logs/verifier",
+    ),
+    verifier_env: optionalField(z.record(z.string(), z.string()), 'Environment variables of the verifier commands'),
+    agent: fieldWithDefault(
+      z.enum(['opencode', 'oracle']),
+      'opencode',
+      'opencode: the model solves the task through opencode; oracle: oracle_script runs instead (no LLM), to validate a task',
+    ),
+    oracle_script: optionalField(
+      z.string().max(MAX_SCRIPT_CHARS),
+      "The bash script agent 'oracle' runs in the workdir, with agent_timeout_s (a Harbor task's solution/solve.sh)",
+    ),
+    environment_needs: optionalField(
+      z.string().max(10_000),
+      "What the task needs of its sandbox beyond a plain Linux with Python (e.g. a Harbor task's Docker image): the local " +
+        'backend refuses such a task before it starts; E2B needs a template for it',
+    ),
+  })
+  .refine((input) => input.agent !== 'oracle' || input.oracle_script !== undefined, {
+    message: "agent 'oracle' needs oracle_script",
+    path: ['oracle_script'],
   })
   .refine((input) => !(input.base_url && input.vllm_url && input.base_url !== input.vllm_url), {
     message: 'base_url and vllm_url are aliases: give one of them',

@@ -7,7 +7,7 @@ const OUTPUT_LIMIT = 64 * 1024;
 export async function runShellCommand(
   sandbox: Sandbox,
   cmd: string,
-  options: { timeoutS: number; signal?: AbortSignal; env?: Record<string, string>; as?: 'agent' | 'verifier' },
+  options: { timeoutS: number; signal?: AbortSignal; env?: Record<string, string>; as?: 'agent' | 'verifier'; stdin?: string },
 ): Promise<CommandRecord> {
   const result = await sandbox.run(bash(cmd), {
     timeoutMs: options.timeoutS * 1000,
@@ -15,6 +15,7 @@ export async function runShellCommand(
     ...(options.as ? { as: options.as } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.env ? { env: options.env } : {}),
+    ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
   });
   return {
     cmd,

@@ -7,6 +7,8 @@ import type { Logger } from '../../log.js';
 import { runToCompletion } from '../run-to-completion.js';
 import {
   bash,
+  HARBOR_REWARD_DIR,
+  HARBOR_TESTS_DIR,
   type CommandResult,
   type FileEntry,
   type LlmChannel,
@@ -75,6 +77,7 @@ export class E2bSandbox implements Sandbox {
   readonly homeDir = HOME_DIR;
   readonly workdir = `${HOME_DIR}/workdir`;
   readonly rewardDir = `${HOME_DIR}/logs/verifier`;
+  readonly verifierFilesDir = HARBOR_TESTS_DIR;
   private readonly processes = new Set<E2bProcess>();
   private readonly channels = new Set<LlmChannel>();
   private readonly resources = new Map<string, Promise<string>>();
@@ -415,6 +418,10 @@ export class E2bSandbox implements Sandbox {
       `rm -rf ${VERIFIER_TMP} && mkdir -m 700 ${VERIFIER_TMP}`,
       // Test scripts written for one shared HOME write `$HOME/logs/verifier/reward.txt`: that still reaches the reward dir.
       `rm -rf ${VERIFIER_HOME}/logs && ln -s ${home}/logs ${VERIFIER_HOME}/logs`,
+      // Harbor's paths: /logs/verifier is the reward dir, /tests starts empty (root's). Emptied rather than removed, and
+      // /logs kept, in case either is a mount point of the template's.
+      `mkdir -p ${HARBOR_TESTS_DIR} /logs && chmod 755 ${HARBOR_TESTS_DIR} /logs && find ${HARBOR_TESTS_DIR} -mindepth 1 -delete`,
+      `rm -rf ${HARBOR_REWARD_DIR} && ln -s ${shellQuote(this.rewardDir)} ${HARBOR_REWARD_DIR}`,
     ].join(' && ');
     try {
       await this.deps.sdk.commands.run(`set -e; ${script}`, { user: VERIFIER_USER, timeoutMs: HOUSEKEEPING_TIMEOUT_MS });

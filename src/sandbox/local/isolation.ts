@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { SandboxBinary } from '../types.js';
+import { HARBOR_REWARD_DIR, HARBOR_TESTS_DIR, type SandboxBinary } from '../types.js';
 import type { HostCapabilities } from './host-probe.js';
 import { enterNetworkArgs } from './netns.js';
 import {
@@ -39,6 +39,8 @@ export interface SandboxDirs {
   verifierTmp: string;
   /** Where verifier commands write their reward (under `home`, made from the host side by `prepareVerifier()`). */
   reward: string;
+  /** What verifier commands alone see at `HARBOR_TESTS_DIR` (bubblewrap only), made afresh by `prepareVerifier()`. */
+  tests: string;
   /** Extra directories of the sandbox's root user (`LocalProviderOptions.rootUser`): where each lives on the host. */
   rootOwned?: { path: string; host: string }[];
   /**
@@ -91,6 +93,8 @@ export interface Isolation {
   /** HOME and TMPDIR of verifier commands. */
   verifierHomeDir(dirs: SandboxDirs): string;
   verifierTmpDir(dirs: SandboxDirs): string;
+  /** `Sandbox.verifierFilesDir`: Harbor's /tests for verifier commands, or null where commands see the host's root. */
+  verifierFilesDir(): string | null;
   resourcesDir(): string;
   channelDir(dirs: SandboxDirs): string;
   /** Path inside the sandbox of a host binary, or null when none was configured. */
@@ -143,7 +147,6 @@ function dropAndLimitArgs(host: HostCapabilities, policy: IsolationPolicy, ident
 const SANDBOX_HOME = '/home/user';
 /** Verifier commands only: their own HOME, and the reward directory at Harbor's path too. */
 const VERIFIER_HOME = '/home/verifier';
-const VERIFIER_REWARD = '/logs/verifier';
 const SANDBOX_RUN = '/run/opencode-env';
 const SANDBOX_RESOURCES = `${SANDBOX_RUN}/resources`;
 const SANDBOX_CHANNEL = `${SANDBOX_RUN}/channel`;
@@ -210,6 +213,10 @@ export class BubblewrapIsolation implements Isolation {
     return '/tmp';
   }
 
+  verifierFilesDir(): string {
+    return HARBOR_TESTS_DIR;
+  }
+
   resourcesDir(): string {
     return SANDBOX_RESOURCES;
   }
@@ -258,7 +265,7 @@ export class BubblewrapIsolation implements Isolation {
       args.push(...mountPointParentArgs('/run/systemd/resolve', run), '--ro-bind', '/run/systemd/resolve', '/run/systemd/resolve');
     }
     // The parents bubblewrap would make untraversable (0700): /home, and /logs for the verifier's reward directory.
-    args.push(...mountPointParentArgs(SANDBOX_HOME), ...(verifier ? mountPointParentArgs(VERIFIER_REWARD) : []));
+    args.push(...mountPointParentArgs(SANDBOX_HOME), ...(verifier ? mountPointParentArgs(HARBOR_REWARD_DIR) : []));
     // prettier-ignore
     args.push(
       '--bind', dirs.home, SANDBOX_HOME,
@@ -274,8 +281,9 @@ export class BubblewrapIsolation implements Isolation {
     for (const dir of dirs.rootOwned ?? []) args.push(...mountPointParentArgs(dir.path), '--bind', dir.host, dir.path);
     if (verifier) {
       args.push('--bind', dirs.verifierHome, VERIFIER_HOME);
-      // Harbor's path too (the allow-listed root is bwrap's own, so /logs can be made there).
-      args.push('--bind', dirs.reward, VERIFIER_REWARD);
+      // Harbor's paths too (the allow-listed root is bwrap's own, so /logs and /tests can be made there); the agent's
+      // commands have neither.
+      args.push('--bind', dirs.reward, HARBOR_REWARD_DIR, '--bind', dirs.tests, HARBOR_TESTS_DIR);
     }
     // After every mount point bwrap had to make: then the root it built and /run become read-only.
     args.push(...readOnlyAfterMountArgs());
@@ -287,6 +295,7 @@ export class BubblewrapIsolation implements Isolation {
     const p = path.posix.resolve(sandboxPath);
     if (isUnder(p, SANDBOX_HOME)) return path.join(dirs.home, path.posix.relative(SANDBOX_HOME, p));
     if (isUnder(p, '/tmp')) return path.join(dirs.tmp, path.posix.relative('/tmp', p));
+    if (isUnder(p, HARBOR_TESTS_DIR)) return path.join(dirs.tests, path.posix.relative(HARBOR_TESTS_DIR, p));
     return null;
   }
 }
@@ -318,6 +327,11 @@ export class PlainProcessIsolation implements Isolation {
 
   verifierTmpDir(dirs: SandboxDirs): string {
     return dirs.verifierTmp;
+  }
+
+  /** Commands see the host's root, where /tests and /logs are not the sandbox's to make. */
+  verifierFilesDir(): null {
+    return null;
   }
 
   resourcesDir(): string {

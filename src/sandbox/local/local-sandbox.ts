@@ -12,6 +12,7 @@ import { openLocalLlmChannel } from './llm-channel.js';
 import { LocalProcess } from './local-process.js';
 import { handOverTree, listTreeNoFollow, makeDir, readFileNoFollow, removeNoFollow, writeFileNoFollow } from './safe-fs.js';
 import { removeNetworkNamespace } from './netns.js';
+import { isUnder } from './rootfs.js';
 import { unmount } from './tmpfs.js';
 import { killProcessesOf, type UidLease } from './uids.js';
 
@@ -56,6 +57,7 @@ export class LocalSandbox implements Sandbox {
   readonly homeDir: string;
   readonly workdir: string;
   readonly rewardDir: string;
+  readonly verifierFilesDir: string | null;
   private readonly processes = new Set<LocalProcess>();
   private readonly channels = new Set<LlmChannel>();
   private killPromise: Promise<void> | null = null;
@@ -70,6 +72,7 @@ export class LocalSandbox implements Sandbox {
     this.homeDir = deps.isolation.homeDir(deps.dirs);
     this.workdir = path.posix.join(this.homeDir, 'workdir');
     this.rewardDir = path.posix.join(this.homeDir, 'logs', 'verifier');
+    this.verifierFilesDir = deps.isolation.verifierFilesDir();
     // Unref'd: an expiring sandbox must not keep the server alive, and shutdown kills it anyway.
     this.lifetimeTimer = deps.lifetimeMs === null ? null : setTimeout(() => void this.kill(), deps.lifetimeMs).unref();
   }
@@ -190,8 +193,8 @@ export class LocalSandbox implements Sandbox {
   }
 
   private hostBase(hostPath: string): string {
-    const rel = path.relative(this.deps.dirs.home, hostPath);
-    return rel.startsWith('..') || path.isAbsolute(rel) ? this.deps.dirs.tmp : this.deps.dirs.home;
+    const { home, tests, tmp } = this.deps.dirs;
+    return [home, tests].find((base) => isUnder(hostPath, base)) ?? tmp;
   }
 
   async writeFile(sandboxPath: string, content: string | Uint8Array): Promise<void> {
@@ -293,6 +296,11 @@ export class LocalSandbox implements Sandbox {
     for (const dir of [dirs.verifierHome, dirs.verifierTmp]) {
       await removeNoFollow(dir);
       await makeDir(dir, 0o700, verifier);
+    }
+    if (this.verifierFilesDir !== null) {
+      // Harbor's /tests: empty, the verifier's, seen by verifier commands only (isolation.ts).
+      await removeNoFollow(dirs.tests);
+      await makeDir(dirs.tests, 0o755, verifier);
     }
     // Test scripts written for one shared HOME write `$HOME/logs/verifier/reward.txt`: that still reaches the reward dir.
     await symlink(path.posix.join(this.homeDir, 'logs'), path.join(dirs.verifierHome, 'logs'));

@@ -293,6 +293,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       verifierHome: path.join(root, 'verifier-home'),
       verifierTmp: path.join(scratch, 'verifier-tmp'),
       reward: path.join(root, 'home', 'logs', 'verifier'),
+      tests: path.join(root, 'tests'),
       rootOwned: (this.options.rootUser?.dirs ?? []).map((dir, index) => ({
         path: dir.path,
         host: path.join(root, 'root-owned', String(index)),

@@ -21,6 +21,9 @@ export const DEFAULT_USER: SandboxUser = 'user';
 export const ROOT_OWNED_DIRS = [
   { path: '/opt', mode: 0o755 },
   { path: '/root', mode: 0o700 },
+  // Where E2B's prepareVerifier makes Harbor's /tests and /logs/verifier (a template's / is root's).
+  { path: '/tests', mode: 0o755 },
+  { path: '/logs', mode: 0o755 },
 ];
 
 /** A request's user (envd's `Authorization: Basic base64("<user>:")` or `username` query), checked; absent means the default. */
