@@ -98,6 +98,16 @@ describe('opencode-env batch', () => {
     assert.ok(summary.run.cpu_self_s > 0 && summary.run.wall_s > 0, 'cost measured');
     assert.match(stdout, /^overall \(2 tasks\) +4 +1\.000 +1\.000 +1\.000 /m);
     assert.match(stderr, /^batch 4\/4 /m, 'a final progress line');
+    // The training data for just this batch: one sequence per rollout (each is one faithful opencode session).
+    const sequences = readLines(path.join(out, 'tokens.jsonl'));
+    assert.equal(sequences.length, 4, stderr);
+    assert.deepEqual(new Set(sequences.map((q) => q.rollout_id)), new Set(lines.map((l) => l.rollout_id)));
+    for (const q of sequences) {
+      assert.equal(q.loss_mask.length, q.response_ids.length, 'a mask entry per response token');
+      assert.equal(q.group_id, q.task_id);
+      assert.equal(q.reward, 1);
+    }
+    assert.match(stderr, /4 training sequences from 4 rollouts .* \(0 prefix breaks, 0 flagged/);
 
     // Run again: without --resume it refuses to mix batches; with it, there is nothing left to do.
     const refused = await run(process.execPath, args, { env }).catch((error: { code: number; stderr: string }) => error);

@@ -8,6 +8,7 @@ import { donePairs, readResults, ResultsWriter, type ResultLine } from '../batch
 import { DEFAULT_BACKOFF } from '../batch/retry.js';
 import { runBatch } from '../batch/run.js';
 import { formatSummary, summarize } from '../batch/summary.js';
+import { writeBatchTokens } from '../batch/tokens-file.js';
 import { loadConfig } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -157,7 +158,14 @@ export async function runBatchCommand(dataset: string, options: BatchCommandOpti
       });
       await writeJsonAtomically(summaryFile, summary);
       process.stdout.write(formatSummary(summary));
-      process.stderr.write(`batch: results in ${resultsFile}, summary in ${summaryFile}, traces in ${runtime.traces.dir}\n`);
+      // The training data, as `traces export --format tokens` gives it, for this batch's rollouts only.
+      const tokensFile = path.join(options.out, 'tokens.jsonl');
+      const tokens = await writeBatchTokens(runtime.traces, new Set(lines.map((line) => line.rollout_id)), tokensFile);
+      process.stderr.write(
+        `batch: ${tokens.sequences} training sequences from ${tokens.rollouts} rollouts in ${tokensFile}` +
+          ` (${tokens.prefixBreaks} prefix breaks, ${tokens.flagged} flagged without token ids)\n` +
+          `batch: results in ${resultsFile}, summary in ${summaryFile}, traces in ${runtime.traces.dir}\n`,
+      );
       return 0;
     } finally {
       await runtime.provider.killAll();

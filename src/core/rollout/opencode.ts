@@ -21,6 +21,11 @@ export interface OpencodeSettings {
   baseUrl: string;
   apiKey?: string;
   disableThinking?: boolean;
+  /**
+   * Let opencode compact (summarise) and prune (drop old tool outputs from) its history when the context fills up.
+   * Off by default: either rewrites what the model saw, which breaks a session's turns into separate training sequences.
+   */
+  autoCompact?: boolean;
 }
 
 /** opencode's configuration for one headless run: one custom provider, every permission granted. */
@@ -60,6 +65,7 @@ export function opencodeEnv(settings: OpencodeSettings, home: string): Record<st
     OPENCODE_DISABLE_SHARE: '1',
     OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
     OPENCODE_DISABLE_CLAUDE_CODE: '1',
+    ...(settings.autoCompact ? {} : { OPENCODE_DISABLE_AUTOCOMPACT: '1', OPENCODE_DISABLE_PRUNE: '1' }),
     XDG_CONFIG_HOME: path.posix.join(home, '.config'),
     XDG_DATA_HOME: path.posix.join(home, '.local/share'),
     XDG_CACHE_HOME: path.posix.join(home, '.cache'),

@@ -262,6 +262,7 @@ export class RolloutRunner implements RolloutService {
             maxTokensCap: spec.max_tokens_cap,
             baseUrl: `${llmChannel.url}/v1`,
             disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
+            autoCompact: spec.auto_compact,
           }).catch(rethrowAs('sandbox'));
           const agent = await box.run(await llmChannel.command(plan.argv), {
             env: plan.env,

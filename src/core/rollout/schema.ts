@@ -20,6 +20,7 @@ const ROLLOUT_DEFAULTS = {
   setup_timeout_s: 120,
   verify_timeout_s: 120,
   allow_internet: true,
+  auto_compact: false,
 } as const;
 
 const rolloutModeSchema = z.enum(['transparent_proxy', 'black_box']);
@@ -78,6 +79,12 @@ export const rolloutRequestSchema = z
       'Seconds allowed per verifier command',
     ),
     template: optionalField(z.string(), 'Sandbox template (E2B); the local backend records it and ignores it'),
+    auto_compact: fieldWithDefault(
+      z.boolean(),
+      ROLLOUT_DEFAULTS.auto_compact,
+      'Let opencode compact and prune its history when its context fills up. Off by default: either rewrites what the ' +
+        "model saw, which splits the session's turns into separate training sequences",
+    ),
     max_llm_calls: optionalField(
       z.number().int().positive().max(100_000),
       "The agent's LLM calls at most (opencode's title calls do not count); its next call gets a final answer that ends the run",
