@@ -3,24 +3,12 @@
 // token-faithful training sequence.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { cliPath, startServer, type RunningServer } from './helpers/server.js';
+import { cliPath, startServer, traceTurns, type RunningServer } from './helpers/server.js';
 
 const run = promisify(execFile);
-
-/** The trace's turn records, straight from its file (format version 2: one `{"type":"turn","data":…}` per line). */
-function traceTurns(dataDir: string, rolloutId: string): Array<Record<string, any>> {
-  return readFileSync(path.join(dataDir, 'traces', `${rolloutId}.jsonl`), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
-    .filter((line) => line.type === 'turn')
-    .map((line) => line.data);
-}
 
 describe('traces export --format tokens', () => {
   let server: RunningServer;

@@ -167,3 +167,13 @@ export function storedTraces(server: RunningServer): Array<Record<string, any>> 
       turns: lines.filter((line) => line.type === 'turn').map((line) => line.data),
     }));
 }
+
+/** The trace's turn records, straight from its file (format version 2: one `{"type":"turn","data":…}` per line). */
+export function traceTurns(dataDir: string, rolloutId: string): Array<Record<string, any>> {
+  return readFileSync(path.join(dataDir, 'traces', `${rolloutId}.jsonl`), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .filter((line) => line.type === 'turn')
+    .map((line) => line.data);
+}
