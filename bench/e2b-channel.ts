@@ -14,10 +14,9 @@ import { loadConfig } from '../src/config.js';
 import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { createLogger } from '../src/log.js';
 import { resourcesDir } from '../src/paths.js';
-import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
 import { createSandboxProvider } from '../src/sandbox/factory.js';
 import type { SandboxProvider } from '../src/sandbox/types.js';
-import type { E2bStandIn } from '../test/helpers/e2b-standin/index.js';
+import { standInProvider, type E2bStandIn } from '../test/helpers/e2b-standin/index.js';
 import { requestKind, requestsDuring } from './e2b-requests.js';
 
 export interface TurnTiming {
@@ -165,18 +164,7 @@ export async function measureChannels(
     binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
     logger: createLogger('silent'),
   });
-  const e2b = new E2bSandboxProvider({
-    settings: {
-      apiKey: standIn.apiKey,
-      template: 'opencode-env',
-      createPerSecond: 50,
-      serverInstanceId: 'bench',
-      apiUrl: standIn.apiUrl,
-      sandboxUrl: standIn.sandboxUrl,
-    },
-    resourcesDir,
-    logger: createLogger('silent'),
-  });
+  const e2b = standInProvider(standIn, { template: 'opencode-env', serverInstanceId: 'bench' });
   const clients: TurnClient[] = [];
   try {
     clients.push(hostClient(sse.url), await sandboxClient('local', local, sse.server), await sandboxClient('e2b', e2b, sse.server));

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { cliPath } from '../test/helpers/server.js';
-import { processTree, reapSurvivors, type SeenProcess } from './leftovers.js';
-import { KEY_ENV, keyScan } from './secrets.js';
+import { reapSurvivors } from './leftovers.js';
+import { serverEnv, ServerProcess } from './server-process.js';
+import { keyScan } from './secrets.js';
 import type { Workspace } from './server.js';
 
 /** The server under attack: this checkout's build, or another one (RELIABILITY_CLI=/path/to/dist/cli.js). */
@@ -33,41 +33,21 @@ export interface RequestOptions {
 }
 
 /** `opencode-env http --port 0` (the built server) on a Workspace: its URL, its process, and a client for its routes. */
-export class HttpServer {
-  readonly exited: Promise<void>;
-  /** The server's process tree when it was told to stop: none of it may outlive the server. */
-  treeAtStop: SeenProcess[] = [];
+export class HttpServer extends ServerProcess {
   url = '';
-  private stderrText = '';
-  private pendingLine = '';
 
   private constructor(
-    readonly label: string,
-    readonly workspace: Workspace,
-    readonly child: ChildProcessWithoutNullStreams,
+    label: string,
+    workspace: Workspace,
+    child: ChildProcessWithoutNullStreams,
     /** OPENCODE_ENV_TOKEN, if the server has one. */
     readonly token: string | null,
   ) {
-    this.exited = new Promise((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', () => resolve());
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (text: string) => this.onStderr(text));
+    super(label, workspace, child);
   }
 
   static async start(label: string, workspace: Workspace, options: HttpServerOptions = {}): Promise<HttpServer> {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: workspace.home,
-      OPENCODE_ENV_SANDBOX: 'local',
-      OPENCODE_ENV_SANDBOX_DIR: workspace.sandboxRoot,
-      OPENCODE_ENV_DATA_DIR: workspace.dataDir,
-      // debug: the server then logs every sandbox it creates, which tells the leftover scan what to look for.
-      OPENCODE_ENV_LOG_LEVEL: 'debug',
-      ...KEY_ENV,
-      ...options.env,
-    };
+    const env = serverEnv(workspace, { OPENCODE_ENV_SANDBOX: 'local', ...options.env });
     const child = spawn(process.execPath, [serverCli, 'http', '--port', '0'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const server = new HttpServer(label, workspace, child, env.OPENCODE_ENV_TOKEN || null);
     const started = performance.now();
@@ -86,40 +66,6 @@ export class HttpServer {
 
   get wsUrl(): string {
     return this.url.replace(/^http/, 'ws');
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  stderr(): string {
-    return this.stderrText + this.pendingLine;
-  }
-
-  private onStderr(text: string): void {
-    const lines = (this.pendingLine + text).split('\n');
-    this.pendingLine = lines.pop() ?? '';
-    for (const line of lines) {
-      this.stderrText += `${line}\n`;
-      try {
-        this.noteSandboxIds(JSON.parse(line));
-      } catch {
-        // not a JSON log line
-      }
-    }
-  }
-
-  /** Sandbox ids named in log lines (`sandbox`, `sandbox_id`): what the leftover scan looks for. */
-  private noteSandboxIds(value: unknown): void {
-    if (!value || typeof value !== 'object') return;
-    for (const key of ['sandbox', 'sandbox_id', 'last_sandbox_id']) {
-      const id = (value as Record<string, unknown>)[key];
-      if (typeof id === 'string' && id) this.workspace.sandboxIds.add(id);
-    }
   }
 
   authHeaders(): Record<string, string> {
@@ -166,37 +112,6 @@ export class HttpServer {
     } finally {
       await socket.close();
     }
-  }
-
-  /** Sends `signal` to the server (SIGTERM: the way a container is stopped). */
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    if (this.alive) this.treeAtStop = await processTree(this.pid);
-    this.child.kill(signal);
-  }
-
-  /** Whether the process exited within `timeoutMs`. */
-  async waitExit(timeoutMs: number): Promise<boolean> {
-    if (!this.alive) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    const done = await Promise.race([this.exited.then(() => true as const), timedOut]);
-    clearTimeout(timer);
-    return done;
-  }
-
-  private status(field: 'VmHWM' | 'VmRSS'): number {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
-  }
-
-  /** Peak resident memory of the server process so far (VmHWM), in MiB. */
-  peakRssMiB(): number {
-    return this.status('VmHWM');
-  }
-
-  /** Resident memory of the server process now (VmRSS), in MiB. */
-  rssMiB(): number {
-    return this.status('VmRSS');
   }
 }
 

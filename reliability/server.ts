@@ -5,8 +5,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cliPath, removeDir } from '../test/helpers/server.js';
-import { processTree, type SeenProcess } from './leftovers.js';
-import { KEY_ENV, keyScan } from './secrets.js';
+import { processTree } from './leftovers.js';
+import { serverEnv, ServerProcess } from './server-process.js';
+import { keyScan } from './secrets.js';
 import { ChildStdioTransport } from './transport.js';
 
 const SANDBOX_DIR_PREFIX = 'opencode-env-';
@@ -63,26 +64,16 @@ interface CallOptions {
 }
 
 /** The built server (dist/cli.js) on real stdio, with the SDK's client connected to it. */
-export class Server {
+export class Server extends ServerProcess {
   readonly client = new Client({ name: 'opencode-env-reliability', version: '0.0.0' });
-  readonly exited: Promise<void>;
-  /** The server's process tree when it was last told to stop: none of it may outlive the server. */
-  treeAtStop: SeenProcess[] = [];
-  private stderrText = '';
-  private pendingLine = '';
 
   private constructor(
-    readonly label: string,
-    readonly workspace: Workspace,
-    readonly child: ChildProcessWithoutNullStreams,
+    label: string,
+    workspace: Workspace,
+    child: ChildProcessWithoutNullStreams,
     readonly transport: ChildStdioTransport,
   ) {
-    this.exited = new Promise((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', () => resolve());
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (text: string) => this.onStderr(text));
+    super(label, workspace, child);
   }
 
   static async start(label: string, options: ServerOptions = {}): Promise<Server> {
@@ -90,16 +81,7 @@ export class Server {
     const argv = [process.execPath, serverCli];
     const [command, ...args] = options.wrap ? options.wrap(argv) : argv;
     const child = spawn(command!, args, {
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: workspace.home,
-        OPENCODE_ENV_SANDBOX_DIR: workspace.sandboxRoot,
-        OPENCODE_ENV_DATA_DIR: workspace.dataDir,
-        // debug: the server then logs every sandbox it creates, which tells the leftover scan what to look for.
-        OPENCODE_ENV_LOG_LEVEL: 'debug',
-        ...KEY_ENV,
-        ...options.env,
-      },
+      env: serverEnv(workspace, options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const server = new Server(label, workspace, child, new ChildStdioTransport(child));
@@ -112,40 +94,6 @@ export class Server {
       throw new Error(`server did not start: ${(error as Error).message}; stderr: ${server.stderr().slice(-400)}`, { cause: error });
     }
     return server;
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  stderr(): string {
-    return this.stderrText + this.pendingLine;
-  }
-
-  private onStderr(text: string): void {
-    const lines = (this.pendingLine + text).split('\n');
-    this.pendingLine = lines.pop() ?? '';
-    for (const line of lines) {
-      this.stderrText += `${line}\n`;
-      try {
-        this.noteSandboxIds(JSON.parse(line));
-      } catch {
-        // not a JSON log line
-      }
-    }
-  }
-
-  /** Sandbox ids named in log lines or results (`sandbox`, `sandbox_id`, `last_sandbox_id`). */
-  private noteSandboxIds(value: unknown): void {
-    if (!value || typeof value !== 'object') return;
-    for (const key of ['sandbox', 'sandbox_id', 'last_sandbox_id']) {
-      const id = (value as Record<string, unknown>)[key];
-      if (typeof id === 'string' && id) this.workspace.sandboxIds.add(id);
-    }
   }
 
   /** One tool call; every result is kept for the key scan. */
@@ -189,28 +137,6 @@ export class Server {
   async disconnect(): Promise<void> {
     if (this.alive) this.treeAtStop = await processTree(this.pid);
     await this.transport.close();
-  }
-
-  /** Sends `signal` to the server process. */
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    if (this.alive) this.treeAtStop = await processTree(this.pid);
-    this.child.kill(signal);
-  }
-
-  /** Whether the process exited within `timeoutMs`. */
-  async waitExit(timeoutMs: number): Promise<boolean> {
-    if (!this.alive) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    const done = await Promise.race([this.exited.then(() => true as const), timedOut]);
-    clearTimeout(timer);
-    return done;
-  }
-
-  /** Peak resident memory of the server process so far (VmHWM), in MiB. */
-  peakRssMiB(): number {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
   }
 
   /** CPU seconds (user + system) the server process has used so far. */

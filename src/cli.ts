@@ -4,19 +4,23 @@
  * what a command uses, because MCP hosts start `stdio` often and wait for it to answer `initialize`.
  */
 import { ConfigError } from './errors.js';
+import type { Runtime } from './runtime.js';
 
-async function serveStdio(): Promise<void> {
-  const [{ loadConfig }, { createLogger }, { createRuntime }, { serveStdio: serve }] = await Promise.all([
+/** Builds the runtime from `env`, installs the process handlers and hands the runtime to a transport (loaded alongside). */
+async function serve(env: NodeJS.ProcessEnv, loadTransport: () => Promise<(runtime: Runtime) => Promise<void>>): Promise<void> {
+  const [{ loadConfig }, { createLogger }, { createRuntime }, transport] = await Promise.all([
     import('./config.js'),
     import('./log.js'),
     import('./runtime.js'),
-    import('./transports/stdio.js'),
+    loadTransport(),
   ]);
-  const config = loadConfig();
+  const config = loadConfig(env);
   const runtime = createRuntime(config, createLogger(config.logLevel));
   runtime.lifecycle.installProcessHandlers();
-  await serve(runtime);
+  await transport(runtime);
 }
+
+const serveStdio = () => serve(process.env, async () => (await import('./transports/stdio.js')).serveStdio);
 
 async function runProgram(argv: string[]): Promise<void> {
   const { Command } = await import('commander');
@@ -37,21 +41,9 @@ async function runProgram(argv: string[]): Promise<void> {
     .option('--host <host>', 'address to bind (default HOST, else 127.0.0.1)')
     .option('--port <port>', 'port to listen on (default PORT, else 8000; 0 picks a free one)')
     .action(async (options: { host?: string; port?: string }) => {
-      const [{ loadConfig }, { createLogger }, { createRuntime }, { serveHttpMode }] = await Promise.all([
-        import('./config.js'),
-        import('./log.js'),
-        import('./runtime.js'),
-        import('./transports/http/serve.js'),
-      ]);
       // Flags win over the environment; both are validated in one place.
-      const config = loadConfig({
-        ...process.env,
-        ...(options.host ? { HOST: options.host } : {}),
-        ...(options.port ? { PORT: options.port } : {}),
-      });
-      const runtime = createRuntime(config, createLogger(config.logLevel));
-      runtime.lifecycle.installProcessHandlers();
-      await serveHttpMode(runtime);
+      const env = { ...process.env, ...(options.host ? { HOST: options.host } : {}), ...(options.port ? { PORT: options.port } : {}) };
+      await serve(env, async () => (await import('./transports/http/serve.js')).serveHttpMode);
     });
 
   program

@@ -5,31 +5,17 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SandboxError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
 import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
 import type { RetryPolicy } from '../src/sandbox/e2b/retry.js';
 import { bash } from '../src/sandbox/types.js';
-import { startE2bStandIn, type E2bStandIn, type RecordedRequest } from './helpers/e2b-standin/index.js';
+import { standInProvider, startE2bStandIn, type E2bStandIn, type RecordedRequest } from './helpers/e2b-standin/index.js';
 import { waitFor } from './helpers/server.js';
 
 function provider(
   standIn: E2bStandIn,
   overrides: { apiKey?: string; apiUrl?: string; retryPolicy?: RetryPolicy } = {},
 ): E2bSandboxProvider {
-  return new E2bSandboxProvider({
-    settings: {
-      apiKey: overrides.apiKey ?? standIn.apiKey,
-      template: 'opencode-env-test',
-      createPerSecond: 50,
-      serverInstanceId: 'errors-test',
-      apiUrl: overrides.apiUrl ?? standIn.apiUrl,
-      sandboxUrl: standIn.sandboxUrl,
-    },
-    resourcesDir,
-    logger: createLogger('silent'),
-    ...(overrides.retryPolicy ? { retryPolicy: overrides.retryPolicy } : {}),
-  });
+  return standInProvider(standIn, { serverInstanceId: 'errors-test', ...overrides });
 }
 
 const isCreate = (r: RecordedRequest) => r.server === 'api' && r.method === 'POST' && r.path === '/v2/sandboxes';

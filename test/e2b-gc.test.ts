@@ -7,13 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { E2B } from 'e2b';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
 import { INSTANCES_SUBDIR, writeInstanceRecord } from '../src/sandbox/e2b/instances.js';
 import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
 import { E2B_APP_TAG } from '../src/sandbox/e2b/settings.js';
 import { bash } from '../src/sandbox/types.js';
-import { startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
+import { standInProvider, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { waitFor } from './helpers/server.js';
 
 const CLI = path.resolve('dist/cli.js');
@@ -150,18 +148,7 @@ describe('an E2B sandbox’s lifetime is extended while work goes on', () => {
 
   before(async () => {
     standIn = await startE2bStandIn();
-    provider = new E2bSandboxProvider({
-      settings: {
-        apiKey: standIn.apiKey,
-        template: 'opencode-env-test',
-        createPerSecond: 50,
-        serverInstanceId: 'lifetime-test',
-        apiUrl: standIn.apiUrl,
-        sandboxUrl: standIn.sandboxUrl,
-      },
-      resourcesDir,
-      logger: createLogger('silent'),
-    });
+    provider = standInProvider(standIn, { serverInstanceId: 'lifetime-test' });
   });
   after(async () => {
     await provider.killAll();

@@ -3,31 +3,15 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
 import { CreateLimiter } from '../src/sandbox/e2b/create-limiter.js';
 import { E2bSandboxProvider } from '../src/sandbox/e2b/provider.js';
 import { bash, type SandboxProvider } from '../src/sandbox/types.js';
 import { sandboxContract } from './helpers/sandbox-contract.js';
 import { waitFor } from './helpers/server.js';
-import { startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
+import { standInProvider, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 
 function e2bProvider(standIn: E2bStandIn, createPerSecond = 50, limiter?: CreateLimiter): E2bSandboxProvider {
-  return new E2bSandboxProvider(
-    {
-      settings: {
-        apiKey: standIn.apiKey,
-        template: 'opencode-env-test',
-        createPerSecond,
-        serverInstanceId: 'test-instance',
-        apiUrl: standIn.apiUrl,
-        sandboxUrl: standIn.sandboxUrl,
-      },
-      resourcesDir,
-      logger: createLogger('silent'),
-    },
-    limiter,
-  );
+  return standInProvider(standIn, { createPerSecond, ...(limiter ? { limiter } : {}) });
 }
 
 let contractStandIn: E2bStandIn | null = null;

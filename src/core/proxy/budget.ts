@@ -21,6 +21,11 @@ export class RolloutBudget {
 
   constructor(private readonly limits: BudgetLimits) {}
 
+  /** Whether any limit is set (without one, the proxy need not read a relayed request at all). */
+  get limited(): boolean {
+    return this.limits.maxLlmCalls != null || this.limits.maxTotalTokens != null;
+  }
+
   /** An agent call is about to go upstream: counted and allowed, or (false) refused because a budget is used up. */
   admit(): boolean {
     const over: BudgetName | null =

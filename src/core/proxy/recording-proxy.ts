@@ -534,20 +534,16 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
         note(`${req.method} ${req.url} (${request ? turnKind(request) : 'other'}) answered with a stop: the upstream was given up on`);
         return giveUpResponse(res, request);
       }
-      if (isChat) {
-        const request = parseJsonObject(raw);
-        // Past its budget, the agent's next call is answered here with a final stop (never recorded as a turn).
-        if (request && turnKind(request) === 'agent' && !budget.admit()) {
-          note(`${req.method} ${req.url} answered with a stop: ${budget.ended} reached (${budget.calls} calls, ${budget.tokens} tokens)`);
-          return finalAnswer(res, request, budget.message(), 'opencode-env-budget');
-        }
+      // Parsed once, for the budget and for recording; a body relayed with neither is never parsed.
+      const request = isChat && (options.record || budget.limited) ? parseJsonObject(raw) : null;
+      // Past its budget, the agent's next call is answered here with a final stop (never recorded as a turn).
+      if (request && turnKind(request) === 'agent' && !budget.admit()) {
+        note(`${req.method} ${req.url} answered with a stop: ${budget.ended} reached (${budget.calls} calls, ${budget.tokens} tokens)`);
+        return finalAnswer(res, request, budget.message(), 'opencode-env-budget');
       }
       stats.requests += 1;
-      if (options.record && isChat) {
-        const parsed = parseJsonObject(raw);
-        // A body that is not a JSON object goes through untouched: let the upstream answer it.
-        if (parsed) return handleChat(req, res, route.upstreamPath, parsed, abort.signal);
-      }
+      // A body that is not a JSON object goes through untouched: let the upstream answer it.
+      if (options.record && request) return handleChat(req, res, route.upstreamPath, request, abort.signal);
       return relay(req, res, route.upstreamPath, raw, abort.signal);
     })().catch((error: Error) => {
       note(`proxy error: ${error.message}`);

@@ -5,6 +5,9 @@ import { loadConfig } from '../../../src/config.js';
 import { findOpencodeBinary } from '../../../src/core/rollout/opencode-binary.js';
 import { createLogger } from '../../../src/log.js';
 import { resourcesDir } from '../../../src/paths.js';
+import type { CreateLimiter } from '../../../src/sandbox/e2b/create-limiter.js';
+import { E2bSandboxProvider } from '../../../src/sandbox/e2b/provider.js';
+import type { RetryPolicy } from '../../../src/sandbox/e2b/retry.js';
 import { LocalSandboxProvider } from '../../../src/sandbox/local/provider.js';
 import { ControlPlane, type CreateFailure } from './control-plane.js';
 import { Envd, type StreamDrop } from './envd.js';
@@ -139,4 +142,36 @@ export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<
         }
       })()),
   };
+}
+
+export interface StandInProviderOptions {
+  /** Default: the stand-in's own key. */
+  apiKey?: string;
+  /** Default: the stand-in's control plane. */
+  apiUrl?: string;
+  template?: string;
+  createPerSecond?: number;
+  serverInstanceId?: string;
+  retryPolicy?: RetryPolicy;
+  limiter?: CreateLimiter;
+}
+
+/** This project's E2B provider pointed at the stand-in through explicit options (never through E2B_* variables). */
+export function standInProvider(standIn: E2bStandIn, options: StandInProviderOptions = {}): E2bSandboxProvider {
+  return new E2bSandboxProvider(
+    {
+      settings: {
+        apiKey: options.apiKey ?? standIn.apiKey,
+        template: options.template ?? 'opencode-env-test',
+        createPerSecond: options.createPerSecond ?? 50,
+        serverInstanceId: options.serverInstanceId ?? 'test-instance',
+        apiUrl: options.apiUrl ?? standIn.apiUrl,
+        sandboxUrl: standIn.sandboxUrl,
+      },
+      resourcesDir,
+      logger: createLogger('silent'),
+      ...(options.retryPolicy ? { retryPolicy: options.retryPolicy } : {}),
+    },
+    options.limiter,
+  );
 }
