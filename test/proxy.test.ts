@@ -316,6 +316,46 @@ describe('recording proxy', () => {
     assert.equal(llm.requests.length, 0);
   });
 
+  it('answers refused routes through the in-sandbox bridge without resetting the client (1000 in a row)', async () => {
+    const { llm, proxy } = await setup({ turns: [{ text: 'x' }] });
+    const dir = makeSystemTempDir('bridge-');
+    cleanups.push(async () => removeDir(dir));
+    const socketPath = path.join(dir, 'llm.sock');
+    const channel = net.createServer((connection) => proxy.accept(connection));
+    await new Promise<void>((resolve) => channel.listen(socketPath, resolve));
+    cleanups.push(() => new Promise((resolve) => channel.close(() => resolve())));
+    // Like the agent's own probes: the body follows the head from another thread, and the answer is read to the end.
+    // Answering before the body came let the late bytes hit a closed socket, and the bridge dropped its client with
+    // the answer unread: about 1 in 150 such requests came back with nothing.
+    const probe = String.raw`
+import socket, sys, threading
+from collections import Counter
+def raw(port):
+    sock = socket.create_connection(('127.0.0.1', port), timeout=30)
+    head = b'POST /v1/fine_tuning/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n'
+    threading.Thread(target=lambda: (sock.sendall(head), sock.sendall(b'{}')), daemon=True).start()
+    answer = b''
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except OSError:
+        pass
+    sock.close()
+    return answer.split(b' ', 2)[1].decode() if answer.startswith(b'HTTP/') else 'nothing'
+print(dict(Counter(raw(int(sys.argv[1])) for _ in range(1000))))
+`;
+    const bridge = path.resolve('resources/sandbox/llm-bridge.mjs');
+    const child = spawn(process.execPath, [bridge, socketPath, 'PORT_HERE', '--', 'python3', '-c', probe, 'PORT_HERE'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let printed = '';
+    child.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0);
+    assert.equal(printed.trim(), "{'404': 1000}");
+    assert.equal(llm.requests.length, 0);
+  });
+
   it('refuses an oversized request with 413 before it reaches the upstream, and records the refusal', async () => {
     const { llm, proxy, turns } = await setup({ turns: [{ text: 'small is fine' }] }, { maxRequestBytes: 64 * 1024 });
     const big = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] });

@@ -487,17 +487,18 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       turns.push(summarizeTurn(refusedTurn));
       options.onTurn?.(refusedTurn);
     }
-    // The rest of the body is read and thrown away, so the client, still sending, gets to read the answer: closing now
-    // would reset the connection under it. Bounded: past a few limits' worth, the connection is dropped after all.
-    if (!req.complete) {
-      let discarded = 0;
-      req.on('data', (chunk: Buffer) => {
-        discarded += chunk.length;
-        if (discarded > DRAIN_LIMIT_FACTOR * maxRequestBytes) req.socket.destroy();
-      });
-      req.resume();
-    }
-    respondError(res, status, `opencode-env proxy: ${message}`, 'refused');
+    const answer = () => respondError(res, status, `opencode-env proxy: ${message}`, 'refused');
+    if (req.complete || req.readableEnded) return answer();
+    // The rest of the body is read and thrown away before answering: the answer ends the connection when the client
+    // asked for that, and body bytes arriving at a closed socket reset it, taking the unread answer with them (the
+    // in-sandbox bridge then drops its client too). Bounded: past a few limits' worth, the connection is dropped.
+    let discarded = 0;
+    req.on('data', (chunk: Buffer) => {
+      discarded += chunk.length;
+      if (discarded > DRAIN_LIMIT_FACTOR * maxRequestBytes) req.socket.destroy();
+    });
+    req.once('end', answer);
+    req.resume();
   }
 
   const server = http.createServer((req, res) => {
@@ -509,7 +510,6 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     void (async () => {
       const { route, status } = findRoute(req.method, req.url);
       if (!route) {
-        req.resume();
         return refuse(
           req,
           res,
