@@ -32,10 +32,27 @@ function hostProcessesWith(marker: string): number[] {
   return found;
 }
 
-async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+/** State, parent and command line of each pid, for a failure message: what is still there, and in which state. */
+function describeProcesses(pids: number[]): string {
+  return pids
+    .map((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const wchan = readFileSync(`/proc/${pid}/wchan`, 'utf8');
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 300);
+        return `pid ${pid} state ${state} ppid ${ppid} wchan ${wchan}: ${cmdline}`;
+      } catch {
+        return `pid ${pid} gone`;
+      }
+    })
+    .join('; ');
+}
+
+async function eventually(check: () => boolean, what: string, timeoutMs = 20_000, explain?: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}${explain ? ` (${explain()})` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -114,7 +131,12 @@ describe('E2B stand-in, driven by the real e2b SDK', () => {
     );
     assert.equal(await sleeper.kill(), true);
     await assert.rejects(sleeper.wait(), (error: unknown) => error instanceof CommandExitError && error.exitCode !== 0);
-    await eventually(() => hostProcessesWith('bg-kill-marker').length === 0, 'the killed process is gone from the host');
+    await eventually(
+      () => hostProcessesWith('bg-kill-marker').length === 0,
+      'the killed process is gone from the host',
+      20_000,
+      () => describeProcesses(hostProcessesWith('bg-kill-marker')),
+    );
   });
 
   it('honours a command deadline with TimeoutError', async () => {

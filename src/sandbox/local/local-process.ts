@@ -12,8 +12,6 @@ export interface LaunchSpec {
   hostCwd: string;
   env: Record<string, string>;
   processId: string;
-  /** Scan /proc for the marker when killing: needed when no pid namespace holds the tree together. */
-  scanForStragglers: boolean;
   /** Host files opened read-only and handed to the process as fds 3, 4, … (bubblewrap reads its seccomp filter from one). */
   inheritFiles?: string[];
   onStdout?: (chunk: Buffer) => void;
@@ -121,14 +119,14 @@ export class LocalProcess implements SandboxProcess {
   kill(): Promise<void> {
     this.killing ??= (async () => {
       if (this.child.pid !== undefined) signalProcessGroup(this.child.pid, 'SIGKILL');
-      if (this.spec.scanForStragglers) {
-        // Until a scan finds nothing: what a fork bomb forked between one scan and its kill turns up in the next.
-        const deadline = Date.now() + STRAGGLER_SCAN_MS;
-        for (;;) {
-          const found = await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId);
-          if (found.length === 0 || Date.now() > deadline) break;
-          await killAndWait(found);
-        }
+      // Always, even under bubblewrap's own pid namespace: a kill that lands while bubblewrap starts can miss its init
+      // (already in a session of its own, not yet bound to die with its parent), which then lives on with the command
+      // under it. Until a scan finds nothing: what a fork bomb forked between one scan and its kill turns up in the next.
+      const deadline = Date.now() + STRAGGLER_SCAN_MS;
+      for (;;) {
+        const found = await findProcessesByEnvMarker(PROCESS_MARKER, this.spec.processId);
+        if (found.length === 0 || Date.now() > deadline) break;
+        await killAndWait(found);
       }
       await this.exited;
     })();

@@ -141,8 +141,6 @@ export class LocalSandbox implements Sandbox {
       // The marker comes last: no env of the caller's may hide a process from the straggler scan.
       env: { ...(role === 'verifier' ? this.verifierEnv() : this.defaultEnv()), ...options.env, [SANDBOX_MARKER]: this.id },
       processId: `${this.id}-${++this.processCounter}`,
-      // A root command may share the host's pid namespace (isolation.ts): nothing then holds its tree together.
-      scanForStragglers: isolation.name === 'none' || !hostArgv.includes('--unshare-pid'),
       inheritFiles: isolation.inheritedFiles(this.deps.dirs),
       ...(options.onStdout ? { onStdout: options.onStdout } : {}),
       ...(options.onStderr ? { onStderr: options.onStderr } : {}),
@@ -306,13 +304,13 @@ export class LocalSandbox implements Sandbox {
     await symlink(path.posix.join(this.homeDir, 'logs'), path.join(dirs.verifierHome, 'logs'));
   }
 
-  /** Every process of the sandbox: the ones it started, its cgroup's, its uids' and (plain processes) its marker's. */
+  /** Every process of the sandbox: the ones it started, its cgroup's, its uids' and its marker's (root's, or one that slipped out). */
   private async killProcesses(): Promise<void> {
     await this.deps.cgroup?.kill();
     const lease = this.deps.uidLease;
     if (lease) await killProcessesOf([lease.uids.agent, lease.uids.verifier]);
     await Promise.all([...this.processes].map((p) => p.kill()));
-    if (this.deps.isolation.name === 'none') await killAndWait(await findProcessesByEnvMarker(SANDBOX_MARKER, this.id));
+    await killAndWait(await findProcessesByEnvMarker(SANDBOX_MARKER, this.id));
   }
 
   kill(): Promise<void> {
