@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startE2bStandIn, type E2bStandIn, type RecordedRequest } from './helpers/e2b-standin/index.js';
@@ -17,8 +18,8 @@ interface CliRun {
   stderr: string;
 }
 
-/** Runs the built CLI to its end (killed after a minute) with only the E2B variables given here. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+/** Runs the built CLI to its end (killed after a minute, or `timeoutMs`) with only the E2B variables given here. */
+function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !/^(E2B_|OPENCODE_ENV_SANDBOX$|OPENCODE_ENV_E2B_)/.test(name)),
   );
@@ -26,7 +27,7 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> 
     execFile(
       process.execPath,
       [cliPath, ...args],
-      { env: { ...base, ...env }, timeout: 60_000, killSignal: 'SIGKILL' },
+      { env: { ...base, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -121,6 +122,61 @@ describe('opencode-env template', () => {
         described(run),
       );
       assert.equal(run.stdout, '', described(run));
+    });
+
+    it("batch builds each Harbor task's environment into a template once, runs it at the image's WORKDIR, and reuses it", async () => {
+      const scratch = mkdtempSync(path.join(os.tmpdir(), 'harbor-e2b-'));
+      try {
+        const env = {
+          ...sdkEnv(),
+          E2B_SANDBOX_URL: standIn.sandboxUrl,
+          OPENCODE_ENV_SANDBOX: 'e2b',
+          OPENCODE_ENV_E2B_CREATE_PER_S: '50',
+          OPENCODE_ENV_DATA_DIR: path.join(scratch, 'data'),
+        };
+        const examples = path.join(resources, 'examples', 'harbor');
+        const batch = (out: string) =>
+          cli(
+            ['batch', examples, '--samples', '2', '--concurrency', '2', '--agent', 'oracle', '--out', path.join(scratch, out)],
+            env,
+            240_000,
+          );
+        const start = standIn.requests.length;
+        const first = await batch('first');
+        assert.equal(first.code, 0, described(first));
+        const results = readFileSync(path.join(scratch, 'first', 'results.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line));
+        assert.equal(results.length, 4, described(first));
+        assert.ok(
+          results.every((r) => r.reward === 1 && r.error === null),
+          JSON.stringify(results),
+        );
+        // Two tasks, two environments: two builds, each named by its environment's hash.
+        const builds = requestsSince(start, 'POST', /^\/v3\/templates$/).map((r) => (r.body as { name: string }).name);
+        assert.equal(builds.length, 2, described(first));
+        for (const name of builds) assert.match(name, /^opencode-env-harbor-[0-9a-f]{16}$/);
+        assert.equal((first.stderr.match(/: built$/gm) ?? []).length, 2, described(first));
+        // The sandboxes started from those templates, and the commands ran in the image's WORKDIR.
+        const created = requestsSince(start, 'POST', /^\/v2\/sandboxes$/).map((r) => (r.body as { templateID: string }).templateID);
+        assert.equal(created.length, 4);
+        assert.deepEqual([...new Set(created)].sort(), [...builds].sort());
+        const cwds = standIn.requests
+          .slice(start)
+          .filter((r) => r.server === 'envd' && r.path === '/process.Process/Start')
+          .map((r) => (r.body as { process: { cwd?: string } }).process.cwd);
+        assert.ok(cwds.includes('/app'), `commands ran in /app: ${JSON.stringify([...new Set(cwds)])}`);
+
+        // Another batch of the same tasks builds nothing: the templates are there.
+        const again = standIn.requests.length;
+        const second = await batch('second');
+        assert.equal(second.code, 0, described(second));
+        assert.equal(requestsSince(again, 'POST', /^\/v3\/templates$/).length, 0, described(second));
+        assert.equal((second.stderr.match(/already built, reused$/gm) ?? []).length, 2, described(second));
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
     });
 
     it('a failed build fails with one line that points at the log and the definition', async () => {

@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { loadHarborTasks } from '../core/harbor/dataset.js';
+import type { HarborEnvironment } from '../core/harbor/task.js';
 import { rolloutRequestSchema, type RolloutSpec } from '../core/rollout/schema.js';
 import { InvalidInputError } from '../errors.js';
 
@@ -9,6 +10,8 @@ interface BatchTask {
   taskId: string;
   spec: RolloutSpec;
   source: string;
+  /** A Harbor task's environment (what an E2B template is built from). */
+  harborEnvironment?: HarborEnvironment;
 }
 
 type DatasetKind = 'jsonl' | 'json-dir' | 'harbor';
@@ -24,6 +27,7 @@ interface RawTask {
   args: unknown;
   /** The id to use when the arguments carry none (a JSON file's name); JSONL lines must carry their own. */
   fallbackId?: string;
+  harborEnvironment?: HarborEnvironment;
 }
 
 /**
@@ -97,7 +101,12 @@ async function isHarborDir(dir: string): Promise<boolean> {
 }
 
 async function readHarborTasks(dir: string): Promise<RawTask[]> {
-  return (await loadHarborTasks(dir)).map(({ taskId, args }) => ({ source: path.join(dir, taskId), args, fallbackId: taskId }));
+  return (await loadHarborTasks(dir)).map(({ taskId, args, task }) => ({
+    source: path.join(dir, taskId),
+    args,
+    fallbackId: taskId,
+    harborEnvironment: task.environment,
+  }));
 }
 
 /** Checks every task against run_rollout's schema (with the overrides applied) and that task ids are unique. */
@@ -105,7 +114,7 @@ function validateTasks(raw: RawTask[], overrides: Record<string, unknown>): Batc
   const problems: string[] = [];
   const tasks: BatchTask[] = [];
   const seen = new Map<string, string>();
-  for (const { source, args, fallbackId } of raw) {
+  for (const { source, args, fallbackId, harborEnvironment } of raw) {
     if (!args || typeof args !== 'object' || Array.isArray(args)) {
       problems.push(`${source}: a task must be a JSON object of run_rollout arguments`);
       continue;
@@ -131,7 +140,7 @@ function validateTasks(raw: RawTask[], overrides: Record<string, unknown>): Batc
       continue;
     }
     seen.set(taskId, source);
-    tasks.push({ taskId, spec: parsed.data, source });
+    tasks.push({ taskId, spec: parsed.data, source, ...(harborEnvironment ? { harborEnvironment } : {}) });
   }
   if (problems.length) throw datasetError(problems);
   if (tasks.length === 0) throw new InvalidInputError('the dataset has no tasks');

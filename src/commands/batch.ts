@@ -13,6 +13,7 @@ import { loadConfig } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createRuntime } from '../runtime.js';
+import { prepareHarborTemplates } from './harbor-templates.js';
 import { loadScript } from '../scripted-llm/script.js';
 import { startScriptedLlm, type ScriptedLlm } from '../scripted-llm/server.js';
 
@@ -100,6 +101,15 @@ export async function runBatchCommand(dataset: string, options: BatchCommandOpti
     }
 
     const config = loadConfig({ ...process.env, MAX_CONCURRENT_ENVS: String(concurrency) });
+    // Only for tasks with rollouts still to run: a finished batch run again builds nothing.
+    const pendingTasks = new Set(pending.map((pair) => pair.taskId));
+    const templates = await prepareHarborTemplates(
+      config,
+      tasks.flatMap(({ taskId, harborEnvironment }) =>
+        harborEnvironment && pendingTasks.has(taskId) ? [{ taskId, environment: harborEnvironment }] : [],
+      ),
+    );
+    const specs = new Map(tasks.map((task) => [task.taskId, { ...task.spec, ...templates.get(task.taskId) }]));
     const level = process.env.OPENCODE_ENV_LOG_LEVEL ? config.logLevel : 'warn';
     const runtime = createRuntime(config, createLogger(level, 'human'));
     runtime.lifecycle.installProcessHandlers();
@@ -114,7 +124,7 @@ export async function runBatchCommand(dataset: string, options: BatchCommandOpti
       const abort = new AbortController();
       progress.start();
       const batch = runBatch({
-        specs: new Map(tasks.map((task) => [task.taskId, task.spec])),
+        specs,
         pairs: pending,
         concurrency,
         retries,

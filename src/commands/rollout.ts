@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { harborRolloutArguments } from '../core/harbor/dataset.js';
 import { loadHarborTask } from '../core/harbor/task.js';
 import type { RolloutResult } from '../core/rollout/schema.js';
@@ -12,6 +12,7 @@ import { startScriptedLlm, type ScriptedLlm } from '../scripted-llm/server.js';
 import { openSession } from '../session.js';
 import { callTool } from '../tools/call-tool.js';
 import { runRolloutTool } from '../tools/run-rollout.js';
+import { prepareHarborTemplates } from './harbor-templates.js';
 
 export interface RolloutCommandOptions {
   /** Exactly one of `task` (a task JSON file) and `harbor` (a Harbor task directory). */
@@ -29,11 +30,20 @@ export interface RolloutCommandOptions {
 }
 
 /** The task file's arguments with the command line's overrides on top: run_rollout's arguments. */
-async function rolloutArguments(options: RolloutCommandOptions, scripted: ScriptedLlm | null): Promise<Record<string, unknown>> {
+async function rolloutArguments(
+  options: RolloutCommandOptions,
+  scripted: ScriptedLlm | null,
+  config: Config,
+): Promise<Record<string, unknown>> {
   if (Boolean(options.task) === Boolean(options.harbor)) throw new InvalidInputError('give one of --task <file> and --harbor <dir>');
-  const task = options.harbor
-    ? harborRolloutArguments(await loadHarborTask(options.harbor))
-    : (JSON.parse(await readFile(options.task!, 'utf8')) as Record<string, unknown>);
+  let task: Record<string, unknown>;
+  if (options.harbor) {
+    const harbor = await loadHarborTask(options.harbor);
+    const templates = await prepareHarborTemplates(config, [{ taskId: harbor.id, environment: harbor.environment }]);
+    task = { ...harborRolloutArguments(harbor), ...templates.get(harbor.id) };
+  } else {
+    task = JSON.parse(await readFile(options.task!, 'utf8')) as Record<string, unknown>;
+  }
   const args: Record<string, unknown> = { ...task };
   if (options.agent) args.agent = options.agent;
   if (scripted) {
@@ -87,7 +97,7 @@ export async function runRolloutCommand(options: RolloutCommandOptions): Promise
   const scripted = options.scriptedLlm ? await startScriptedLlm({ script: await loadScript(options.scriptedLlm) }) : null;
   if (scripted) runtime.lifecycle.onShutdown('scripted model', () => scripted.close());
   try {
-    const args = await rolloutArguments(options, scripted);
+    const args = await rolloutArguments(options, scripted, config);
     const session = openSession(runtime);
     const abort = new AbortController();
     const started = performance.now();

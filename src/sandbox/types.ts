@@ -176,6 +176,11 @@ export interface SandboxCreateOptions {
   label?: string;
   /** The backend's template to start from (an E2B template); backends without templates ignore it. */
   template?: string;
+  /**
+   * An absolute working directory, where a template's image keeps the task's files (a Harbor task's WORKDIR, e.g.
+   * /app). Backends with a fixed workdir (local) refuse it.
+   */
+  workdir?: string;
   /** The sandbox is killed this long after creation, whatever runs in it. Without it, it lives until killed. */
   lifetimeMs?: number;
   /** Tags that identify the sandbox's owner (session, rollout), e.g. for finding orphans. */

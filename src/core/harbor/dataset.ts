@@ -28,7 +28,7 @@ export function harborRolloutArguments(task: HarborTask): Record<string, unknown
 }
 
 /** Every subdirectory of `dir` with a task.toml (or `dir` itself, when it is one task), as run_rollout arguments. */
-export async function loadHarborTasks(dir: string): Promise<Array<{ taskId: string; args: Record<string, unknown> }>> {
+export async function loadHarborTasks(dir: string): Promise<Array<{ taskId: string; args: Record<string, unknown>; task: HarborTask }>> {
   const isTask = async (candidate: string) => (await stat(path.join(candidate, 'task.toml')).catch(() => null))?.isFile() ?? false;
   let dirs: string[];
   if (await isTask(dir)) {
@@ -45,7 +45,7 @@ export async function loadHarborTasks(dir: string): Promise<Array<{ taskId: stri
   const tasks = [];
   for (const taskDir of dirs) {
     const task = await loadHarborTask(taskDir);
-    tasks.push({ taskId: task.id, args: harborRolloutArguments(task) });
+    tasks.push({ taskId: task.id, args: harborRolloutArguments(task), task });
   }
   return tasks;
 }

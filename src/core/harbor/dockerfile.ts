@@ -13,6 +13,8 @@
  * A task with no Dockerfile (and no `docker_image`) declares no environment needs and runs on the host's tools.
  */
 
+import path from 'node:path';
+
 const PLAIN_IMAGES = ['python', 'ubuntu', 'debian'];
 const IGNORED = new Set(['LABEL', 'MAINTAINER', 'EXPOSE', 'CMD', 'ENTRYPOINT', 'HEALTHCHECK', 'STOPSIGNAL']);
 
@@ -29,6 +31,8 @@ export interface DockerfilePlan {
   /** The first FROM's image, or null when there is none. */
   baseImage: string | null;
   copies: DockerfileCopy[];
+  /** The last WORKDIR, resolved (relative ones against the one before), or null when there is none. */
+  workdir: string | null;
   /** The first thing the host cannot provide, as a phrase ("the image X built with `RUN ...` (line 3)"), or null. */
   unmet: string | null;
 }
@@ -83,8 +87,7 @@ function copyArguments(rest: string): string[] | null {
 
 /** Reads a Dockerfile's text into what the host would have to provide; see the rule above. */
 export function planDockerfile(text: string): DockerfilePlan {
-  const plan: DockerfilePlan = { baseImage: null, copies: [], unmet: null };
-  let workdir: string | null = null;
+  const plan: DockerfilePlan = { baseImage: null, copies: [], workdir: null, unmet: null };
   const unmet = (what: string, line: number) => {
     const image = plan.baseImage ? `the image ${plan.baseImage}` : 'an image';
     plan.unmet ??= `${image} built with \`${what.length > 80 ? `${what.slice(0, 77)}...` : what}\` (environment/Dockerfile line ${line})`;
@@ -104,13 +107,14 @@ export function planDockerfile(text: string): DockerfilePlan {
     } else if (IGNORED.has(op)) {
       continue;
     } else if (op === 'WORKDIR') {
-      workdir = workdir && !rest.startsWith('/') ? `${workdir}/${rest}` : rest;
+      // Docker resolves a relative WORKDIR against the one before it, the first against /.
+      plan.workdir = path.posix.resolve(plan.workdir ?? '/', rest);
     } else if (op === 'COPY' || op === 'ADD') {
       const args = copyArguments(rest);
       const sources = args?.slice(0, -1) ?? [];
       const target = args?.at(-1);
       const remote = sources.some((s) => /^[a-z]+:\/\//i.test(s) || s.startsWith('/') || s.split('/').includes('..'));
-      const destination = target === undefined ? null : relativeToWorkdir(target, workdir);
+      const destination = target === undefined ? null : relativeToWorkdir(target, plan.workdir);
       if (!args || sources.length === 0 || remote || destination === null) {
         unmet(instruction, line);
       } else {

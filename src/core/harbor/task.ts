@@ -10,7 +10,9 @@ import { planDockerfile, type DockerfilePlan } from './dockerfile.js';
  * (a Dockerfile), and optionally solution/solve.sh (the oracle). Loaded into plain data; how it runs is dataset.ts's.
  */
 
-interface HarborEnvironment {
+export interface HarborEnvironment {
+  /** environment/ (the Dockerfile's build context), or null when the task has none. */
+  dir: string | null;
   /** `[environment].docker_image`: a prebuilt image the task runs in. */
   dockerImage: string | null;
   /** environment/Dockerfile, read (dockerfile.ts); null when there is none. */
@@ -142,7 +144,7 @@ async function loadEnvironment(dir: string, dockerImage: string | null): Promise
       ? (dockerfile.unmet ?? (dockerfile.baseImage === null ? 'an image (environment/Dockerfile has no FROM)' : null))
       : null;
   const workdirFiles = dockerfile && needs === null ? await copiedFiles(dockerfile, environmentDir, 'environment') : {};
-  return { dockerImage, dockerfile, workdirFiles, needs };
+  return { dir: (await exists(environmentDir)) ? environmentDir : null, dockerImage, dockerfile, workdirFiles, needs };
 }
 
 /** Loads the Harbor task in `dir`; throws InvalidInputError naming the file (and field) that is wrong. */

@@ -98,10 +98,16 @@ export class RolloutRunner implements RolloutService {
       const problem = verifierFileProblem(file);
       if (problem) throw new InvalidInputError(problem);
     }
+    const task = spec.task_id ? `task ${spec.task_id}` : 'the task';
+    if (spec.workdir !== undefined && this.deps.provider.backend === 'local') {
+      throw new InvalidInputError(
+        `${task}: workdir ${spec.workdir} needs a backend with templates (E2B); the local backend's workdir is fixed`,
+      );
+    }
     if (spec.environment_needs !== undefined) {
-      // Decided before anything runs: the host's tools cannot stand in for an image. (E2B builds no template from a
-      // Dockerfile yet; that is the E2B template builder's job: until then it needs a template given.)
-      const task = spec.task_id ? `task ${spec.task_id}` : 'the task';
+      // Decided before anything runs: the host's tools cannot stand in for an image. On E2B, the template built from
+      // it (`opencode-env batch` and `rollout --harbor` build Harbor tasks' own) must be named.
+
       if (this.deps.provider.backend === 'local') {
         throw new InvalidInputError(
           `${task} needs ${spec.environment_needs}; the local backend runs on this host's tools — use E2B (OPENCODE_ENV_SANDBOX=e2b)`,
@@ -185,6 +191,7 @@ export class RolloutRunner implements RolloutService {
           .create({
             label: 'rollout',
             ...(spec.template ? { template: spec.template } : {}),
+            ...(spec.workdir ? { workdir: spec.workdir } : {}),
             lifetimeMs: sandboxLifetimeMs(spec),
             allowInternet: spec.allow_internet,
             metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },

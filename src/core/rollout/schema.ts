@@ -79,6 +79,16 @@ export const rolloutRequestSchema = z
       'Seconds allowed per verifier command',
     ),
     template: optionalField(z.string(), 'Sandbox template (E2B); the local backend records it and ignores it'),
+    workdir: optionalField(
+      z
+        .string()
+        .max(200)
+        .regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path of letters, digits, ".", "_", "-" and "/"')
+        .refine((p) => !p.split('/').includes('..') && !/^\/(proc|sys|dev|tests|logs|opt\/opencode-env)?(\/|$)/.test(p), {
+          message: 'not /, .., nor under /proc, /sys, /dev, /tests, /logs or /opt/opencode-env',
+        }),
+      "Absolute working directory the agent and verifier run in (E2B: a template's WORKDIR, e.g. a Harbor task's /app); default the sandbox's own. The local backend's is fixed",
+    ),
     auto_compact: fieldWithDefault(
       z.boolean(),
       ROLLOUT_DEFAULTS.auto_compact,

@@ -59,6 +59,8 @@ export interface E2bSandboxDeps {
   logger: Logger;
   /** Retries of file transfers; E2B_RETRY_POLICY by default. */
   retryPolicy?: RetryPolicy;
+  /** An absolute working directory (a task image's WORKDIR); default ~/workdir. */
+  workdir?: string | undefined;
 }
 
 /** `admin` is root for this backend's own work (installing opencode), before the verifier's turn too. */
@@ -75,7 +77,7 @@ export class E2bSandbox implements Sandbox {
   readonly isolation = 'e2b-microvm';
   readonly id: string;
   readonly homeDir = HOME_DIR;
-  readonly workdir = `${HOME_DIR}/workdir`;
+  readonly workdir: string;
   readonly rewardDir = `${HOME_DIR}/logs/verifier`;
   readonly verifierFilesDir = HARBOR_TESTS_DIR;
   private readonly processes = new Set<E2bProcess>();
@@ -90,6 +92,7 @@ export class E2bSandbox implements Sandbox {
 
   constructor(private readonly deps: E2bSandboxDeps) {
     this.id = deps.sdk.sandboxId;
+    this.workdir = deps.workdir ?? `${HOME_DIR}/workdir`;
     // E2B ends the VM at the same moment; this makes the object refuse work (and frees its slot) then too.
     this.lifetime = new IdleLifetime({
       lifetimeMs: deps.lifetimeMs,
@@ -304,6 +307,18 @@ export class E2bSandbox implements Sandbox {
   }
 
   /** Makes a directory (and its parents) as the agent's user; one that exists already is fine. */
+  /** The agent's workdir, made and handed to it (as root: a task image's WORKDIR may be anywhere, e.g. /app). */
+  async prepareWorkdir(): Promise<void> {
+    const workdir = shellQuote(this.workdir);
+    const made = await this.runAs(
+      bash(`mkdir -p ${workdir} && chown ${AGENT_USER}: ${workdir}`),
+      { cwd: '/', timeoutMs: HOUSEKEEPING_TIMEOUT_MS },
+      'admin',
+    );
+    if (made.exitCode !== 0)
+      throw new SandboxError(`could not make the workdir ${this.workdir} in sandbox ${this.id}: ${made.stderr.trim()}`);
+  }
+
   async makeDir(sandboxPath: string): Promise<void> {
     this.ensureAlive();
     const target = this.absolute(sandboxPath);

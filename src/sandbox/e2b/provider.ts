@@ -115,6 +115,7 @@ export class E2bSandboxProvider implements SandboxProvider {
     const sandbox = new E2bSandbox({
       sdk,
       template,
+      workdir: options.workdir,
       opencodeVersion: this.options.opencodeVersion,
       lifetimeMs,
       resourcesDir: this.options.resourcesDir,
@@ -124,7 +125,8 @@ export class E2bSandboxProvider implements SandboxProvider {
     });
     this.live.add(sandbox);
     try {
-      await sandbox.makeDir(sandbox.workdir);
+      if (options.workdir === undefined) await sandbox.makeDir(sandbox.workdir);
+      else await sandbox.prepareWorkdir();
     } catch (error) {
       await sandbox.kill();
       throw error;

@@ -12,6 +12,7 @@ import { resourcesDir } from '../../paths.js';
 import { classifyE2bError, type E2bFailureKind } from './e2b-errors.js';
 
 const TEMPLATE_DEFINITION_PATH = path.join(resourcesDir, 'e2b', 'template.json');
+export const TEMPLATE_OVERLAY_PATH = path.join(resourcesDir, 'e2b', 'harbor-overlay.json');
 
 const packages = z.array(z.string().min(1)).min(1);
 const user = z.string().min(1).optional();
@@ -54,8 +55,15 @@ export function loadTemplateDefinition(file: string = TEMPLATE_DEFINITION_PATH):
 
 /** The SDK builder for a definition; `copy` sources are read from `contextDir` (resources/) when it is built. */
 export function templateFromDefinition(definition: TemplateDefinition, contextDir: string = resourcesDir): TemplateBuilder {
-  let template = Template({ fileContextPath: contextDir }).fromImage(definition.fromImage);
-  for (const step of definition.steps) {
+  return applyTemplateSteps(Template({ fileContextPath: contextDir }).fromImage(definition.fromImage), definition.steps);
+}
+
+export type TemplateStep = TemplateDefinition['steps'][number];
+
+/** Each step as the builder call of the same name, in order. */
+export function applyTemplateSteps(builder: TemplateBuilder, steps: TemplateStep[]): TemplateBuilder {
+  let template = builder;
+  for (const step of steps) {
     switch (step.type) {
       case 'aptInstall':
         template = template.aptInstall(step.packages);
@@ -83,6 +91,18 @@ export function templateFromDefinition(definition: TemplateDefinition, contextDi
   return template;
 }
 
+const overlaySchema = z.strictObject({ $comment: z.string().optional(), steps: z.array(stepSchema).min(1) });
+
+/**
+ * Steps that make any Debian, Ubuntu or Alpine image a sandbox opencode-env can drive (node, python3, opencode, the
+ * `user` account): appended to the image of a task that brings its own (a Harbor task's environment).
+ */
+export function loadTemplateOverlay(file: string = TEMPLATE_OVERLAY_PATH): TemplateStep[] {
+  const parsed = overlaySchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new OpencodeEnvError(`${file} is not a valid template overlay: ${z.prettifyError(parsed.error)}`);
+  return parsed.data.steps;
+}
+
 /** The template as a Dockerfile, for review (works offline). */
 export function templateDockerfile(definition: TemplateDefinition = loadTemplateDefinition()): string {
   return Template.toDockerfile(templateFromDefinition(definition));
@@ -91,6 +111,10 @@ export function templateDockerfile(definition: TemplateDefinition = loadTemplate
 export interface BuildTemplateOptions {
   /** `name` or `name:tag`, as sandboxes name it. */
   name: string;
+  /** What to build; default: resources/e2b/template.json's template. */
+  template?: TemplateBuilder;
+  /** Where a failed build's advice sends the reader; default: resources/e2b/template.json. */
+  definedIn?: string;
   apiKey: string;
   /** Default: the definition's `build.cpuCount`. */
   cpuCount?: number | undefined;
@@ -110,7 +134,7 @@ export class TemplateBuildError extends OpencodeEnvError {}
 export async function buildTemplate(options: BuildTemplateOptions): Promise<BuildInfo> {
   const definition = loadTemplateDefinition();
   try {
-    return await Template.build(templateFromDefinition(definition), options.name, {
+    return await Template.build(options.template ?? templateFromDefinition(definition), options.name, {
       apiKey: options.apiKey,
       cpuCount: options.cpuCount ?? definition.build.cpuCount,
       memoryMB: options.memoryMB ?? definition.build.memoryMB,
@@ -119,7 +143,7 @@ export async function buildTemplate(options: BuildTemplateOptions): Promise<Buil
       onBuildLogs: (entry: LogEntry) => options.onLog?.(entry.toString()),
     });
   } catch (error) {
-    throw new TemplateBuildError(templateBuildFailure(error, options.name), { cause: error });
+    throw new TemplateBuildError(templateBuildFailure(error, options.name, options.definedIn), { cause: error });
   }
 }
 
@@ -135,7 +159,7 @@ function buildFailureKind(error: unknown): E2bFailureKind {
   return error.message.startsWith('403:') ? 'forbidden' : 'other';
 }
 
-function advice(error: unknown): string {
+function advice(error: unknown, definedIn: string): string {
   // Files go up before the build starts: an upload failure is ours or the network's, not the definition's.
   if (error instanceof FileUploadError) return "could not upload the template's files: check the network and any proxy, and try again";
   switch (buildFailureKind(error)) {
@@ -152,13 +176,13 @@ function advice(error: unknown): string {
       return "could not reach E2B's API: check the network, any proxy, and E2B_DOMAIN or E2B_API_URL if set";
     default:
       return error instanceof BuildError
-        ? 'the build failed on E2B: see the build log above, fix resources/e2b/template.json (or the image it starts from) and build again'
+        ? `the build failed on E2B: see the build log above, fix ${definedIn} (or the image it starts from) and build again`
         : 'E2B failed';
   }
 }
 
 /** One line naming what failed and what to do, with the SDK's own message for diagnosis. */
-export function templateBuildFailure(error: unknown, name: string): string {
+export function templateBuildFailure(error: unknown, name: string, definedIn = 'resources/e2b/template.json'): string {
   const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return `could not build the E2B template ${JSON.stringify(name)}: ${advice(error)} [${oneLine(detail)}]`;
+  return `could not build the E2B template ${JSON.stringify(name)}: ${advice(error, definedIn)} [${oneLine(detail)}]`;
 }

@@ -268,6 +268,7 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
+    if (options.workdir !== undefined) throw new SandboxError(`the local backend's workdir is fixed; it cannot be ${options.workdir}`);
     const { host, isolation, containment } = await this.setup();
     const python = 'error' in host.python ? null : host.python;
     const pythonProblem = 'error' in host.python ? host.python.error : null;

@@ -24,6 +24,8 @@ export const ROOT_OWNED_DIRS = [
   // Where E2B's prepareVerifier makes Harbor's /tests and /logs/verifier (a template's / is root's).
   { path: '/tests', mode: 0o755 },
   { path: '/logs', mode: 0o755 },
+  // The WORKDIR of most Harbor task images (and of the examples'): E2B's sandbox from such a template has it.
+  { path: '/app', mode: 0o755 },
 ];
 
 /** A request's user (envd's `Authorization: Basic base64("<user>:")` or `username` query), checked; absent means the default. */

@@ -64,6 +64,11 @@ export class TemplateBuilds {
     record.body = body.length > 0 ? json : undefined;
 
     if (method === 'POST' && url.pathname === '/v3/templates') return this.request(res, json);
+    // `Template.exists(name)`: a template exists once a build of that name is ready.
+    if (method === 'GET' && parts[0] === 'templates' && parts[1] === 'aliases' && parts.length === 3) {
+      const ready = [...this.builds.values()].find((b) => b.name === decodeURIComponent(parts[2]!) && b.triggered && !b.failure);
+      return ready ? sendJson(res, 200, { templateID: ready.templateId, public: false }) : notFound(res, `template ${parts[2]}`);
+    }
     const build = this.builds.get(parts[0] === 'v2' ? (parts[4] ?? '') : (parts[3] ?? ''));
     if (method === 'GET' && parts[0] === 'templates' && parts[2] === 'files' && parts.length === 4) {
       const hash = parts[3]!;
