@@ -128,4 +128,15 @@ describe('Harbor tasks (opencode-env rollout --harbor)', () => {
     );
     assert.doesNotMatch(run.stderr, /phase: sandbox/, 'decided before any sandbox was made');
   });
+
+  it("refuses a workdir of the image's (E2B's) up front: the local backend's is fixed", async () => {
+    const file = path.join(tasksDir, 'workdir-task.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ task_id: 'in-app', instruction: 'x', verify: ['true'], workdir: '/app', agent: 'oracle', oracle_script: 'true' }),
+    );
+    const run = await rollout('--task', file);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /task in-app: workdir \/app needs a backend with templates \(E2B\); the local backend's workdir is fixed/);
+  });
 });
