@@ -33,6 +33,7 @@ const envSchema = z.object({
   OPENCODE_ENV_OPENCODE_BIN: z.string().min(1).optional(),
   MAX_CONCURRENT_ENVS: z.coerce.number().int().positive().max(256).default(4),
   OPENCODE_ENV_UPSTREAM_MAX_FAILURES: z.coerce.number().int().positive().default(3),
+  OPENCODE_ENV_WARM_POOL: z.coerce.number().int().min(0).max(64).default(0),
   OPENCODE_ENV_MAX_REQUEST_MB: z.coerce.number().positive().max(1024).default(32),
   OPENCODE_ENV_MAX_TRACE_MB: z.coerce.number().positive().max(1_048_576).default(256),
   OPENCODE_ENV_SHUTDOWN_GRACE_S: z.coerce.number().positive().max(600).default(10),
@@ -77,6 +78,8 @@ export interface Config {
   rollouts: {
     /** How many rollouts may run at once; more wait their turn. */
     maxConcurrent: number;
+    /** OPENCODE_ENV_WARM_POOL: sandboxes kept ready with opencode started (0: every rollout starts cold). */
+    warmPool: number;
     /** Upstream failures in a row after which a rollout's proxy gives up. */
     upstreamMaxFailures: number;
     /** The agent's LLM requests larger than this are refused by the proxy (and recorded as refused). */
@@ -187,6 +190,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     rollouts: {
       maxConcurrent: e.MAX_CONCURRENT_ENVS,
+      warmPool: e.OPENCODE_ENV_WARM_POOL,
       upstreamMaxFailures: e.OPENCODE_ENV_UPSTREAM_MAX_FAILURES,
       maxRequestBytes: Math.round(e.OPENCODE_ENV_MAX_REQUEST_MB * 1024 * 1024),
       endpoints,

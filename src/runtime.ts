@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Config } from './config.js';
 import { findOpencodeBinary, installedOpencodeVersion } from './core/rollout/opencode-binary.js';
 import type { RolloutRunner, RolloutService } from './core/rollout/run.js';
+import type { WarmPool } from './core/rollout/warm-pool.js';
 import { TraceStore } from './core/traces.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
@@ -10,6 +11,11 @@ import { createSandboxProvider } from './sandbox/factory.js';
 import type { SandboxBinary, SandboxProvider } from './sandbox/types.js';
 import { CancelGroup } from './util/cancel-group.js';
 import { Semaphore } from './util/semaphore.js';
+
+/** A warm opencode not ready this long after its sandbox was asked for is replaced (opencode can hang at start-up). */
+const WARM_READY_TIMEOUT_MS = 60_000;
+/** A warm opencode nobody took this long is replaced by a fresh one. */
+const WARM_IDLE_MS = 10 * 60_000;
 
 /** The process-wide parts every transport and session shares: settings, logging, sandboxes, rollouts, traces and exit handling. */
 export interface Runtime {
@@ -58,14 +64,27 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
     logger,
   });
   const concurrency = new Semaphore(config.rollouts.maxConcurrent);
+  const startWarmPool = (Pool: typeof WarmPool): WarmPool => {
+    const pool = new Pool({
+      provider,
+      size: config.rollouts.warmPool,
+      logger,
+      readyTimeoutMs: WARM_READY_TIMEOUT_MS,
+      idleMs: WARM_IDLE_MS,
+    });
+    // Registered after the sandboxes' step, so it runs before it: no refill may start while they are killed.
+    lifecycle.onShutdown('warm pool', () => pool.close());
+    return pool;
+  };
   let runner: Promise<RolloutRunner> | null = null;
   const inFlight = new CancelGroup();
   const rollouts: RolloutService = {
     run: (spec, options) =>
       inFlight.run(options?.signal, async (signal) => {
-        runner ??= import('./core/rollout/run.js').then(
-          ({ RolloutRunner }) =>
+        runner ??= Promise.all([import('./core/rollout/run.js'), import('./core/rollout/warm-pool.js')]).then(
+          ([{ RolloutRunner }, { WarmPool }]) =>
             new RolloutRunner({
+              warmPool: config.rollouts.warmPool > 0 ? startWarmPool(WarmPool) : null,
               provider,
               traces,
               concurrency,

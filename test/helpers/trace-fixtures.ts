@@ -40,6 +40,7 @@ export function makeResult(rolloutId: string, overrides: Partial<RolloutResult> 
     rollout_id: rolloutId,
     task_id: 'fixture-task',
     sandbox_id: 'sbx-1',
+    warm_start: false,
     reward: 1,
     rewards: {},
     agent_exit_code: 0,

@@ -251,6 +251,7 @@ describe('published output schemas', () => {
     rollout_id: 'rollout-20240102T030405Z-deadbeef',
     task_id: 'fizzbuzz-1',
     sandbox_id: 'sbx-1',
+    warm_start: false,
     reward: 0.5,
     rewards: { accuracy: 1 },
     agent_exit_code: 0,

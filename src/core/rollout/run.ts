@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { runToCompletion } from '../../sandbox/run-to-completion.js';
 import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProvider } from '../../sandbox/types.js';
 import { Cancellation } from '../../util/cancel-group.js';
 import { CappedOutput } from '../../util/capped-output.js';
@@ -13,6 +14,7 @@ import { collectWorkdirFiles, validateStagedPath } from './files.js';
 import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
 import { blankRolloutResult, type CommandRecord, type RolloutPhase, type RolloutResult, type RolloutSpec } from './schema.js';
 import { computeReward, runShellCommand } from './verifier.js';
+import { WARM_DRIVER_FAILED, type WarmAgent, type WarmPool, type WarmSettings } from './warm-pool.js';
 
 const TAIL_CHARS = 2000;
 /** Slack on top of the phases' own time limits before a rollout's sandbox is killed regardless. */
@@ -31,6 +33,8 @@ export interface RolloutRunnerDeps {
   maxRequestBytes: number;
   /** Why the agent cannot run on this server (its binary is missing), or null; checked before a sandbox is made. */
   agentProblem?: () => string | null;
+  /** Sandboxes with opencode already started (OPENCODE_ENV_WARM_POOL); without it every rollout starts cold. */
+  warmPool?: WarmPool | null;
 }
 
 export interface RolloutRunOptions {
@@ -160,6 +164,7 @@ export class RolloutRunner implements RolloutService {
 
     let release: (() => void) | null = null;
     let sandbox: Sandbox | null = null;
+    let warm: WarmAgent | null = null;
     let proxy: RecordingProxy | null = null;
     const events = new OpencodeEventCollector();
     // Written as the rollout runs (each LLM turn when it completes), so even a SIGKILL leaves a trace to recover.
@@ -186,17 +191,29 @@ export class RolloutRunner implements RolloutService {
       });
       const agentProblem = spec.agent === 'oracle' ? null : (this.deps.agentProblem?.() ?? null);
       if (agentProblem) throw new InfrastructureError('sandbox', `the agent cannot run on this server: ${agentProblem}`);
-      sandbox = await phase('sandbox', () =>
-        this.deps.provider
-          .create({
-            label: 'rollout',
-            ...(spec.template ? { template: spec.template } : {}),
-            ...(spec.workdir ? { workdir: spec.workdir } : {}),
-            lifetimeMs: sandboxLifetimeMs(spec),
-            allowInternet: spec.allow_internet,
-            metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
-          })
-          .catch(rethrowAs('sandbox')),
+      const agentSettings: WarmSettings = {
+        model: endpoint.model,
+        maxTokensCap: spec.max_tokens_cap,
+        disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
+        autoCompact: spec.auto_compact,
+      };
+      // The pool's sandboxes are the default template's, with the network on: a rollout asking otherwise starts cold.
+      const warmable = spec.agent !== 'oracle' && !spec.template && !spec.workdir && spec.allow_internet;
+      warm = warmable ? (this.deps.warmPool?.take(agentSettings, sandboxLifetimeMs(spec)) ?? null) : null;
+      result.warm_start = warm !== null;
+      sandbox = await phase('sandbox', async () =>
+        warm
+          ? warm.sandbox
+          : this.deps.provider
+              .create({
+                label: 'rollout',
+                ...(spec.template ? { template: spec.template } : {}),
+                ...(spec.workdir ? { workdir: spec.workdir } : {}),
+                lifetimeMs: sandboxLifetimeMs(spec),
+                allowInternet: spec.allow_internet,
+                metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
+              })
+              .catch(rethrowAs('sandbox')),
       );
       result.sandbox_id = sandbox.id;
       const box = sandbox;
@@ -253,9 +270,14 @@ export class RolloutRunner implements RolloutService {
           progress(`installed opencode in the sandbox (${result.timings.install} s)`);
         }
 
+        const warmAgent: WarmAgent | null = warm;
         const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
           const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
           proxy = recorder; // closed in `finally` even when the channel cannot be opened
+          if (warmAgent) {
+            warmAgent.bindLlm((connection) => recorder.accept(connection));
+            return { recorder, llmChannel: null };
+          }
           // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
           const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
           return { recorder, llmChannel };
@@ -263,23 +285,32 @@ export class RolloutRunner implements RolloutService {
         proxy = activeProxy;
 
         await phase('agent', async () => {
-          const plan = await planOpencodeRun(box, {
-            instruction: spec.instruction,
-            model: endpoint.model,
-            maxTokensCap: spec.max_tokens_cap,
-            baseUrl: `${llmChannel.url}/v1`,
-            disableThinking: spec.mode === 'black_box' && spec.disable_thinking === true,
-            autoCompact: spec.auto_compact,
-          }).catch(rethrowAs('sandbox'));
-          const agent = await box.run(await llmChannel.command(plan.argv), {
-            env: plan.env,
-            stdin: plan.stdin,
-            timeoutMs: spec.agent_timeout_s * 1000,
-            maxOutputBytes: 64 * 1024,
-            onStdout: (chunk) => events.push(chunk),
-            onStderr: (chunk) => agentStderr.push(chunk),
-            ...(signal ? { signal } : {}),
-          });
+          const output = { onStdout: (chunk: Buffer) => events.push(chunk), onStderr: (chunk: Buffer) => agentStderr.push(chunk) };
+          let agent: { exitCode: number; timedOut: boolean; aborted: boolean };
+          if (warmAgent) {
+            // The prompt starts the agent: the deadline and the signal run from there, as for a cold start.
+            agent = await runToCompletion(
+              { timeoutMs: spec.agent_timeout_s * 1000, maxOutputBytes: 64 * 1024, ...output, ...(signal ? { signal } : {}) },
+              (io) => warmAgent.prompt(spec.instruction, { onStdout: io.onStdout!, onStderr: io.onStderr! }),
+            );
+            if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
+              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
+            }
+          } else {
+            const plan = await planOpencodeRun(box, {
+              ...agentSettings,
+              instruction: spec.instruction,
+              baseUrl: `${llmChannel!.url}/v1`,
+            }).catch(rethrowAs('sandbox'));
+            agent = await box.run(await llmChannel!.command(plan.argv), {
+              env: plan.env,
+              stdin: plan.stdin,
+              timeoutMs: spec.agent_timeout_s * 1000,
+              maxOutputBytes: 64 * 1024,
+              ...output,
+              ...(signal ? { signal } : {}),
+            });
+          }
           events.finish();
           result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;
           result.agent_timed_out = agent.timedOut;

@@ -167,6 +167,7 @@ export const rolloutResultSchema = z
     rollout_id: z.string().describe('Unique id of this rollout; names its trace'),
     task_id: z.string().describe('The task_id given, or ""'),
     sandbox_id: z.string().describe('The rollout\'s own sandbox, or "" when none was created'),
+    warm_start: z.boolean().describe('The agent came from the warm pool (OPENCODE_ENV_WARM_POOL): opencode was started before the rollout'),
     reward: z
       .number()
       .nullable()
@@ -213,6 +214,7 @@ export function blankRolloutResult(
   return {
     ...fields,
     sandbox_id: '',
+    warm_start: false,
     reward: null,
     rewards: {},
     agent_exit_code: null,

@@ -1,0 +1,219 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../log.js';
+import type { LlmChannel, Sandbox, SandboxProcess, SandboxProvider } from '../../sandbox/types.js';
+import { opencodeArgs, planOpencodeRun, type OpencodeSettings } from './opencode.js';
+
+/**
+ * The warm pool: sandboxes kept ready with opencode serve started, its instance loaded and its session made, by the
+ * in-sandbox driver (resources/sandbox/opencode-serve-driver.mjs), so that a rollout's agent reaches the model in a
+ * fraction of a second instead of seconds. One entry serves one rollout and goes with its sandbox; the pool refills.
+ *
+ * An entry is made for opencode's settings (model id, output cap, thinking, compaction), not for any model: opencode
+ * picks its system prompt and sampling parameters by model id (gpt-, claude, gemini each get others), so a model
+ * renamed for it would see other requests than a cold run's. The endpoint, key and budgets are the proxy's, bound
+ * when the rollout takes the entry. The pool aims at the settings of the last rollout that asked.
+ */
+
+/** opencode's settings that an entry is made for; the base URL is each sandbox's own LLM channel. */
+export type WarmSettings = Omit<OpencodeSettings, 'baseUrl' | 'apiKey'>;
+
+export interface WarmPoolOptions {
+  provider: SandboxProvider;
+  /** Entries kept ready. */
+  size: number;
+  logger: Logger;
+  /** An entry not ready this long after its sandbox was asked for is replaced. */
+  readyTimeoutMs: number;
+  /** An entry unused this long is replaced (the sandbox's lifetime runs out after it). */
+  idleMs: number;
+}
+
+/** A ready agent, taken by one rollout: bind the LLM channel to its proxy, then send the prompt. */
+export interface WarmAgent {
+  readonly sandbox: Sandbox;
+  /** The rollout's LLM connections from now on; before this, none is expected and any is dropped. */
+  bindLlm(accept: (connection: Duplex) => void): void;
+  /** Starts the agent: its events arrive on `onStdout` as `opencode run --format json` prints them; exit as run's. */
+  prompt(instruction: string, output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void }): Promise<SandboxProcess>;
+  /** How long the sandbox still lives. */
+  remainingLifetimeMs(): number;
+}
+
+const READY_LINE = '"opencode-env.ready"';
+/** The driver's exit status when it, not opencode, failed (opencode's own failures exit 1, as `opencode run`). */
+export const WARM_DRIVER_FAILED = 2;
+
+class WarmEntry implements WarmAgent {
+  private accept: ((connection: Duplex) => void) | null = null;
+  private stdout: (chunk: Buffer) => void = () => undefined;
+  private stderr: (chunk: Buffer) => void = () => undefined;
+  private seen = '';
+  readonly ready: Promise<void>;
+  private readonly createdAt = Date.now();
+  readyAt = 0;
+
+  constructor(
+    readonly sandbox: Sandbox,
+    private readonly channel: LlmChannel,
+    private readonly driver: SandboxProcess,
+    private readonly lifetimeMs: number,
+    private readonly model: string,
+    readyTimeoutMs: number,
+    attach: (onStdout: (chunk: Buffer) => void, onStderr: (chunk: Buffer) => void) => void,
+  ) {
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not ready after ${readyTimeoutMs} ms`)), readyTimeoutMs);
+      attach(
+        (chunk) => {
+          if (this.readyAt === 0) {
+            this.seen += chunk.toString('utf8');
+            if (!this.seen.includes(READY_LINE)) return;
+            this.readyAt = Date.now();
+            clearTimeout(timer);
+            resolve();
+            return;
+          }
+          this.stdout(chunk);
+        },
+        (chunk) => this.stderr(chunk),
+      );
+      void driver.exited.then((exit) => {
+        clearTimeout(timer);
+        reject(new Error(`the driver exited before it was ready (code ${exit.exitCode}): ${this.seen.slice(-500)}`));
+      });
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  /** The channel's connections go to the rollout's proxy once bound; opencode makes none before its prompt. */
+  connection(connection: Duplex): void {
+    if (this.accept) this.accept(connection);
+    else connection.destroy();
+  }
+
+  bindLlm(accept: (connection: Duplex) => void): void {
+    this.accept = accept;
+  }
+
+  async prompt(
+    instruction: string,
+    output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void },
+  ): Promise<SandboxProcess> {
+    this.stdout = output.onStdout;
+    this.stderr = output.onStderr;
+    await this.driver.write(`${JSON.stringify({ prompt: instruction, model: opencodeArgs(this.model).at(-1) })}\n`);
+    await this.driver.endInput();
+    return this.driver;
+  }
+
+  remainingLifetimeMs(): number {
+    return this.lifetimeMs - (Date.now() - this.createdAt);
+  }
+
+  async discard(): Promise<void> {
+    await this.channel.close().catch(() => undefined);
+    await this.sandbox.kill().catch(() => undefined);
+  }
+}
+
+export class WarmPool {
+  private target: { key: string; settings: WarmSettings } | null = null;
+  private readonly ready: WarmEntry[] = [];
+  private starting = 0;
+  private closed = false;
+  private readonly idleTimers = new Map<WarmEntry, NodeJS.Timeout>();
+
+  constructor(private readonly options: WarmPoolOptions) {}
+
+  /** A ready agent for these settings, or null (the rollout then starts cold); either way the pool aims at them. */
+  take(settings: WarmSettings, minLifetimeMs: number): WarmAgent | null {
+    const key = JSON.stringify(settings);
+    if (this.target?.key !== key) {
+      this.target = { key, settings };
+      // Made for other settings: of no use to the rollouts to come.
+      for (const entry of this.ready.splice(0)) this.retire(entry);
+    }
+    let taken: WarmEntry | null = null;
+    while (!taken && this.ready.length > 0) {
+      const entry = this.ready.shift()!;
+      clearTimeout(this.idleTimers.get(entry));
+      this.idleTimers.delete(entry);
+      if (entry.remainingLifetimeMs() >= minLifetimeMs && !entry.sandbox.killed) taken = entry;
+      else this.retire(entry);
+    }
+    this.refill();
+    return taken;
+  }
+
+  /** Kills every entry not taken; entries being made are killed when they are done. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.idleTimers.values()) clearTimeout(timer);
+    await Promise.all(this.ready.splice(0).map((entry) => entry.discard()));
+  }
+
+  private retire(entry: WarmEntry): void {
+    void entry.discard();
+  }
+
+  private refill(): void {
+    while (!this.closed && this.target && this.ready.length + this.starting < this.options.size) {
+      this.starting += 1;
+      const target = this.target;
+      void this.make(target.settings)
+        .then((entry) => {
+          if (this.closed || this.target?.key !== target.key) return void entry.discard();
+          this.ready.push(entry);
+          // An entry nobody takes in time is replaced by a fresh one.
+          const timer = setTimeout(() => {
+            const index = this.ready.indexOf(entry);
+            if (index >= 0) this.ready.splice(index, 1);
+            this.idleTimers.delete(entry);
+            this.retire(entry);
+            this.refill();
+          }, this.options.idleMs);
+          timer.unref();
+          this.idleTimers.set(entry, timer);
+        })
+        .catch((error: Error) => {
+          this.options.logger.warn({ err: error }, 'a warm opencode could not be made; rollouts start cold meanwhile');
+          // Not at once: a backend that cannot make sandboxes now would otherwise be asked again and again.
+          if (!this.closed) setTimeout(() => this.refill(), 5000).unref();
+        })
+        .finally(() => {
+          this.starting -= 1;
+        });
+    }
+  }
+
+  private async make(settings: WarmSettings): Promise<WarmEntry> {
+    const lifetimeMs = this.options.idleMs + this.options.readyTimeoutMs + WARM_ROLLOUT_ROOM_MS;
+    const sandbox = await this.options.provider.create({ label: 'warm', lifetimeMs });
+    let entry: WarmEntry | null = null;
+    try {
+      const channel = await sandbox.openLlmChannel((connection) => (entry ? entry.connection(connection) : connection.destroy()));
+      const opencode = await sandbox.ensureBinary('opencode');
+      const plan = await planOpencodeRun(sandbox, { ...settings, baseUrl: `${channel.url}/v1`, instruction: '' });
+      const [node, driver] = await Promise.all([sandbox.binaryPath('node'), sandbox.resourcePath('sandbox/opencode-serve-driver.mjs')]);
+      let onStdout: (chunk: Buffer) => void = () => undefined;
+      let onStderr: (chunk: Buffer) => void = () => undefined;
+      const started = await sandbox.start(await channel.command([node, driver, opencode.path, sandbox.workdir]), {
+        env: plan.env,
+        onStdout: (chunk) => onStdout(chunk),
+        onStderr: (chunk) => onStderr(chunk),
+      });
+      entry = new WarmEntry(sandbox, channel, started, lifetimeMs, settings.model, this.options.readyTimeoutMs, (out, err) => {
+        onStdout = out;
+        onStderr = err;
+      });
+      await entry.ready;
+      return entry;
+    } catch (error) {
+      await sandbox.kill().catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+/** How long a taken entry's sandbox still lives at least: room for the rollout's own deadlines, checked on take. */
+const WARM_ROLLOUT_ROOM_MS = 3 * 60 * 60 * 1000;
