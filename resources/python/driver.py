@@ -3,7 +3,8 @@
 Runs inside a sandbox, one per episode, so that variables, imports and functions persist between calls.
 The host talks to it with one JSON object per line over this process's stdin and stdout:
 
-  host -> driver  {"op": "exec", "id": 7, "code": "...", "max_output_bytes": 1048576}
+  host -> driver  {"op":"exec","id":7,"max_output_bytes":1048576,"code":"..."}   (keys in this order, no spaces:
+                  the supervisor reads that header itself and leaves the code for the worker to decode)
                   {"op": "interrupt", "id": 7}          (raise KeyboardInterrupt in call 7)
   driver -> host  {"ready": true, "python": "3.11.7", "pid": 12, "worker_pid": 13}   (once, at start)
                   {"id": 7, "stdout_b64": "...", "stderr_b64": "...", "exit_code": 0,
@@ -56,6 +57,8 @@ STARTUP_LOG_LIMIT = 16 * 1024
 # Longest legitimate status frame: "done <id> <exit code> <0|1>".
 STATUS_FRAME_MAX = 64
 STATUS_FRAME = re.compile(rb"ready|done (\d{1,18}) (-?\d{1,10}) ([01])")
+# How the host (src/core/python/interpreter.ts) begins an exec request; other lines are decoded in full.
+EXEC_HEADER = re.compile(rb'\{"op":"exec","id":(\d{1,18}),"max_output_bytes":(\d{1,18}),"code":')
 DRIVER_FAILURE_EXIT = 70
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -465,9 +468,7 @@ class Supervisor:
 
     def finish_call(self, exit_code, interrupted):
         call, self.current = self.current, None
-        deadline = time.monotonic() + DRAIN_WAIT_S
-        self.stdout.drain(deadline)
-        self.stderr.drain(deadline)
+        self.drain_captures()
         stdout, dropped_out = self.stdout.take()
         stderr, dropped_err = self.stderr.take()
         self.send({
@@ -480,16 +481,31 @@ class Supervisor:
         })
         self.start_next_call()
 
+    def drain_captures(self):
+        """Reads the output pipes until they are empty: output written just before a call ended belongs to that call.
+        A zero-timeout select says which pipes hold anything, so a call that printed nothing costs one system call."""
+        deadline = time.monotonic() + DRAIN_WAIT_S
+        captures = (self.stdout, self.stderr)
+        while time.monotonic() < deadline:
+            fds = [capture.fd for capture in captures if capture.open]
+            ready = select.select(fds, [], [], 0)[0] if fds else ()
+            if not ready:
+                return
+            for capture in captures:
+                if capture.fd in ready:
+                    capture.read_once()
+
     # -- supervisor -> worker ------------------------------------------------------------------------
 
     def start_next_call(self):
         if not self.ready or self.current is not None or not self.calls:
             return
         self.current = self.calls.pop(0)
-        self.stdout.begin(self.current.limit)
-        self.stderr.begin(self.current.limit)
+        # The request goes out first, so the worker starts on it while the captures are reset (only this loop reads them).
         self.to_worker += self.current.line
         self.write_to_worker()
+        self.stdout.begin(self.current.limit)
+        self.stderr.begin(self.current.limit)
 
     def write_to_worker(self):
         try:
@@ -523,6 +539,13 @@ class Supervisor:
             self.on_host(line)
 
     def on_host(self, line):
+        header = EXEC_HEADER.match(line)
+        if header:
+            # The code is the worker's to decode: decoding it here too would double the cost of every call.
+            limit = int(header.group(2)) or DEFAULT_OUTPUT_LIMIT
+            self.calls.append(Call(int(header.group(1)), limit, line))
+            self.start_next_call()
+            return
         message = json.loads(line)
         if message.get("op") == "exec":
             limit = int(message.get("max_output_bytes") or DEFAULT_OUTPUT_LIMIT)

@@ -100,9 +100,10 @@ export class Episode {
     return this.queue.run(async () => {
       if (this.generation !== generation) return resetResult();
       const timeoutS = options.timeoutS ?? DEFAULT_PYTHON_TIMEOUT_S;
-      let interpreter: PythonInterpreter;
+      let interpreter = this.interpreter;
       try {
-        interpreter = await this.ensureInterpreter(generation);
+        // A running interpreter is used as it is, without a detour through an async call (this is the hot path).
+        if (!interpreter?.alive) interpreter = await this.ensureInterpreter(generation);
       } catch (error) {
         if (this.generation !== generation) return resetResult();
         throw error;

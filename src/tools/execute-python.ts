@@ -16,7 +16,8 @@ export const executePythonTool = defineTool({
   inputSchema: executePythonRequestSchema,
   outputSchema: executePythonResultSchema,
   hints: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
-  async handler({ code, timeout_s }, { episode, signal }) {
+  // Not async: the episode's promise is handed on as it is, without the extra turns an async wrapper would add.
+  handler({ code, timeout_s }, { episode, signal }) {
     return episode.executePython(code, { ...(timeout_s !== undefined ? { timeoutS: timeout_s } : {}), signal });
   },
 });

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { PythonInterpreter } from '../../src/core/python/interpreter.js';
 import { createLogger } from '../../src/log.js';
+import { resourcesDir } from '../../src/paths.js';
 import type { ProcessExit, Sandbox, SandboxProcess, StartOptions } from '../../src/sandbox/types.js';
 
 const logger = createLogger('silent');
@@ -125,6 +128,33 @@ describe('PythonInterpreter: the host side of the driver protocol', () => {
     driver.emit(reply(2));
     assert.equal(driver.killed, true, 'an unexpected reply between calls kills it too');
     assert.equal(interpreter.alive, false);
+  });
+
+  it("writes exec requests whose header the driver's supervisor reads without decoding the code", async () => {
+    const written: string[] = [];
+    const driver = new ScriptedDriver((request, d) => d.emit(reply(request.id)));
+    const write = driver.write.bind(driver);
+    driver.write = (data) => {
+      written.push(String(data));
+      return write(data);
+    };
+    const interpreter = await PythonInterpreter.start(sandboxFor(driver), { logger });
+    await interpreter.execute('print(\'{"op":"exec","id":99,"max_output_bytes":1,"code":\')', { timeoutMs: 10_000, maxOutputBytes: 4096 });
+    // The driver's own pattern, loaded from driver.py (its main guard keeps it from serving), against the line written.
+    const check = spawnSync(
+      process.env.OPENCODE_ENV_PYTHON ?? 'python3',
+      [
+        '-c',
+        'import importlib.util, sys\n' +
+          'spec = importlib.util.spec_from_file_location("driver", sys.argv[1])\n' +
+          'driver = importlib.util.module_from_spec(spec); spec.loader.exec_module(driver)\n' +
+          'header = driver.EXEC_HEADER.match(sys.stdin.buffer.read())\n' +
+          'print(" ".join(g.decode() for g in header.groups()) if header else "no match")',
+        path.join(resourcesDir, 'python', 'driver.py'),
+      ],
+      { input: written[0], encoding: 'utf8' },
+    );
+    assert.equal(check.stdout.trim(), '1 4096', `the supervisor reads the id and the output cap (${check.stderr})`);
   });
 
   it('refuses to start when the first frame is not the ready message', async () => {

@@ -200,33 +200,49 @@ export class PythonInterpreter {
     if (!this.alive) throw new SandboxError('the Python interpreter is not running');
     if (this.pending) throw new SandboxError('calls to the Python interpreter must not overlap');
     const id = this.nextId++;
-    const { maxOutputBytes } = options;
-    const replyPromise = new Promise<DriverReply | null>((resolve) => {
-      this.pending = { id, maxOutputBytes, resolve };
+    const { maxOutputBytes, signal } = options;
+    // One promise settles with whatever comes first (the reply, the interpreter's exit, the deadline or the caller giving
+    // up), and no more promises than that on the way: this path is most of what a call costs beyond the interpreter itself.
+    let resolveReply!: (reply: DriverReply | null) => void;
+    const replyPromise = new Promise<DriverReply | null>((resolve) => (resolveReply = resolve));
+    let settle!: (event: DriverReply | null | 'stop') => void;
+    let fail!: (error: unknown) => void;
+    const firstEvent = new Promise<DriverReply | null | 'stop'>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
     });
-    await this.process.write(`${JSON.stringify({ op: 'exec', id, code, max_output_bytes: maxOutputBytes })}\n`);
-
+    this.pending = {
+      id,
+      maxOutputBytes,
+      resolve: (reply) => {
+        resolveReply(reply);
+        settle(reply);
+      },
+    };
     let stopReason: 'timeout' | 'cancelled' | null = null;
-    const stopRequested = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        stopReason = 'timeout';
-        resolve();
-      }, options.timeoutMs);
-      const onAbort = () => {
-        stopReason = 'cancelled';
-        resolve();
-      };
-      if (options.signal?.aborted) onAbort();
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      void replyPromise.finally(() => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-      });
-    });
+    const stop = (reason: 'timeout' | 'cancelled') => {
+      stopReason ??= reason;
+      settle('stop');
+    };
+    // The request goes out first: the timer and the listener are set up while the interpreter runs the code. The code
+    // comes last, so the driver's supervisor reads the header alone (resources/python/driver.py, EXEC_HEADER).
+    const sent = this.process.write(`${JSON.stringify({ op: 'exec', id, max_output_bytes: maxOutputBytes, code })}\n`);
+    sent.catch(fail);
+    const onAbort = () => stop('cancelled');
+    const timer = setTimeout(stop, options.timeoutMs, 'timeout');
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
 
-    const first = await Promise.race([replyPromise, stopRequested.then(() => 'stop' as const)]);
+    let first: DriverReply | null | 'stop';
+    try {
+      first = await firstEvent;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
     if (first !== 'stop') return this.outcomeFor(first, null);
 
+    await sent; // the interrupt must not overtake the request on a backend whose writes are requests of their own
     await this.process.write(`${JSON.stringify({ op: 'interrupt', id })}\n`);
     let graceTimer: NodeJS.Timeout | undefined;
     const grace = new Promise<'grace-over'>((resolve) => {
