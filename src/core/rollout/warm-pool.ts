@@ -51,6 +51,8 @@ class WarmEntry implements WarmAgent {
   readonly ready: Promise<void>;
   private readonly createdAt = Date.now();
   readyAt = 0;
+  /** The driver (with serve) ended: a crash while waiting, of no use any more. */
+  ended = false;
 
   constructor(
     readonly sandbox: Sandbox,
@@ -78,6 +80,7 @@ class WarmEntry implements WarmAgent {
         (chunk) => this.stderr(chunk),
       );
       void driver.exited.then((exit) => {
+        this.ended = true;
         clearTimeout(timer);
         reject(new Error(`the driver exited before it was ready (code ${exit.exitCode}): ${this.seen.slice(-500)}`));
       });
@@ -138,7 +141,7 @@ export class WarmPool {
       const entry = this.ready.shift()!;
       clearTimeout(this.idleTimers.get(entry));
       this.idleTimers.delete(entry);
-      if (entry.remainingLifetimeMs() >= minLifetimeMs && !entry.sandbox.killed) taken = entry;
+      if (entry.remainingLifetimeMs() >= minLifetimeMs && !entry.sandbox.killed && !entry.ended) taken = entry;
       else this.retire(entry);
     }
     this.refill();
@@ -176,6 +179,7 @@ export class WarmPool {
           this.idleTimers.set(entry, timer);
         })
         .catch((error: Error) => {
+          if (this.closed) return; // killed by close(): nothing to report
           this.options.logger.warn({ err: error }, 'a warm opencode could not be made; rollouts start cold meanwhile');
           // Not at once: a backend that cannot make sandboxes now would otherwise be asked again and again.
           if (!this.closed) setTimeout(() => this.refill(), 5000).unref();
