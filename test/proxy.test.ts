@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stripInjected } from '../src/core/proxy/injection.js';
 import { startRecordingProxy, type RecordingProxy, type RecordingProxyOptions } from '../src/core/proxy/recording-proxy.js';
+import { eventData, SseSplitter } from '../src/core/proxy/sse.js';
+import { TurnAssembler } from '../src/core/proxy/turn-assembler.js';
 import type { ProxyTurn } from '../src/core/proxy/types.js';
 import { tokenize } from '../src/scripted-llm/fake-tokens.js';
 import { startScripted, type ScriptedLlm } from './helpers/scripted.js';
@@ -395,6 +400,132 @@ print(dict(Counter(raw(int(sys.argv[1])) for _ in range(1000))))
     await reader.cancel();
     await waitFor(() => turns.length === 1, 5000, 'the turn to be recorded');
     assert.equal(turns[0]!.upstream_error?.type, 'stream');
+  });
+
+  it('relays first: awkwardly cut stream bytes reach the client as sent (or stripped as before), and the turn is recorded the same', async () => {
+    // vLLM-like events: the prompt's ids, logprobs with alternatives, token ids, a tool call, text with a quote, a
+    // brace and multi-byte characters, usage; then cut across events, inside `data:` and inside a character.
+    const logprobs = (token: string, logprob: number) => ({
+      content: [{ token, logprob, bytes: [...Buffer.from(token)], top_logprobs: [{ token, logprob, bytes: [...Buffer.from(token)] }] }],
+    });
+    const chunk = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+      id: 'chatcmpl-cut',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: 'scripted-model',
+      choices: [{ index: 0, logprobs: null, finish_reason: null, ...choice }],
+      ...extra,
+    });
+    const pieces = ['Héllo', ' "wörld"', ' }]', ' 🙂'];
+    const events = [
+      chunk({ delta: { role: 'assistant', content: '' } }, { prompt_token_ids: [11, 12, 13] }),
+      ...pieces.map((text, i) => chunk({ delta: { content: text }, logprobs: logprobs(text, -0.5 * i), token_ids: [100 + i] })),
+      chunk({
+        delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'write', arguments: '' } }] },
+        logprobs: logprobs('write', -0.25),
+        token_ids: [200],
+      }),
+      chunk({
+        delta: { tool_calls: [{ index: 0, function: { arguments: '{"a":"}"}' } }] },
+        logprobs: logprobs('{"', -1),
+        token_ids: [201],
+      }),
+      chunk({ delta: {}, finish_reason: 'tool_calls' }),
+      { id: 'chatcmpl-cut', object: 'chat.completion.chunk', created: 1, model: 'scripted-model', choices: [], usage: { total_tokens: 9 } },
+    ];
+    const body = Buffer.from(`${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')}data: [DONE]\n\n`);
+    const accented = body.indexOf('é');
+    const second = body.indexOf('data: ', 10);
+    const cuts = [second + 3, accented + 1, body.indexOf('🙂') + 2, body.indexOf('data: [DONE]') + 9];
+    const writes = [0, ...cuts].map((start, i) => body.subarray(start, i < cuts.length ? cuts[i] : body.length));
+    assert.ok(
+      writes.some((w) => w.toString('latin1').split('\n\n').length > 3),
+      'one write holds several events',
+    );
+
+    const upstream = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.socket!.setNoDelay(true);
+        // Apart in time, so they reach the proxy as separate reads.
+        void (async () => {
+          for (const write of writes) {
+            res.write(write);
+            await sleep(20);
+          }
+          res.end();
+        })();
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const turns: ProxyTurn[] = [];
+    const proxy = await startRecordingProxy({
+      upstreamBaseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`,
+      record: true,
+      topLogprobs: 1,
+      requestTokenIds: true,
+      disableThinking: false,
+      maxTokensCap: null,
+      maxConsecutiveFailures: 3,
+      listen: { port: 0 },
+      onTurn: (turn) => turns.push(turn),
+    });
+    cleanups.push(() => proxy.close());
+
+    // What the old path recorded: every event's data parsed and assembled, from the whole body at once.
+    const assembler = new TurnAssembler();
+    for (const event of new SseSplitter().push(body)) {
+      const data = eventData(event);
+      if (data !== null && data !== '[DONE]') assembler.addChunk(JSON.parse(data));
+    }
+    const expectedTurn = assembler.finish();
+    const recordedPart = (turn: ProxyTurn) => {
+      const {
+        response,
+        finish_reason,
+        usage,
+        completion_tokens,
+        completion_token_ids,
+        per_token_logps,
+        top_logprobs,
+        prompt_token_ids,
+        n_chunks,
+      } = turn;
+      return {
+        response,
+        finish_reason,
+        usage,
+        completion_tokens,
+        completion_token_ids,
+        per_token_logps,
+        top_logprobs,
+        prompt_token_ids,
+        n_chunks,
+      };
+    };
+
+    // Asked for everything itself: nothing is injected, and the client gets the upstream's bytes exactly.
+    const asked = await post(proxy, chatBody({ logprobs: true, top_logprobs: 1, return_token_ids: true }));
+    const askedBytes = Buffer.from(await asked.arrayBuffer());
+    assert.ok(askedBytes.equals(body), `the client got the upstream's bytes:\n${askedBytes.toString()}`);
+    await waitFor(() => turns.length === 1, 5000, 'the first turn to be recorded');
+    assert.deepEqual(turns[0]!.injected, []);
+    assert.deepEqual(recordedPart(turns[0]!), expectedTurn);
+    assert.equal(turns[0]!.response.content, pieces.join(''));
+    assert.deepEqual(turns[0]!.completion_token_ids, [100, 101, 102, 103, 200, 201]);
+
+    // Injected: each event loses exactly what the old path removed (parse, strip, re-serialise), nothing else.
+    const stripped = Buffer.from(
+      `${events.map((e) => `data: ${JSON.stringify(stripInjected(structuredClone(e), ['return_token_ids', 'logprobs']))}\n\n`).join('')}data: [DONE]\n\n`,
+    );
+    const plain = await post(proxy, chatBody());
+    const plainBytes = Buffer.from(await plain.arrayBuffer());
+    assert.ok(plainBytes.equals(stripped), `the client got the stripped events:\n${plainBytes.toString()}`);
+    await waitFor(() => turns.length === 2, 5000, 'the second turn to be recorded');
+    assert.deepEqual(turns[1]!.injected, ['return_token_ids', 'logprobs']);
+    assert.deepEqual(recordedPart(turns[1]!), expectedTurn);
   });
 });
 

@@ -1,6 +1,9 @@
-// Covers SseSplitter and eventData (SSE events however the bytes were chunked) and TurnAssembler (a completion rebuilt from chunks, token ids included).
+// Covers SseSplitter and eventData (SSE events however the bytes were chunked), TurnAssembler (a completion rebuilt from chunks, token ids included)
+// and the textual JSON edits of the relay-first path (stripInjectedText, appendMembers).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { stripInjected, type Injection } from '../../src/core/proxy/injection.js';
+import { appendMembers, stripInjectedText } from '../../src/core/proxy/json-text.js';
 import { eventData, SseSplitter } from '../../src/core/proxy/sse.js';
 import { tokenIdFromLogprobToken, TurnAssembler } from '../../src/core/proxy/turn-assembler.js';
 import { tokenize, topLogprobs, type FakeToken } from '../../src/scripted-llm/fake-tokens.js';
@@ -447,5 +450,87 @@ describe('TurnAssembler: a whole (non-streamed) response', () => {
     const other = new TurnAssembler();
     other.addResponse({ choices: [{ message: { content: 'x', reasoning: 'via reasoning' } }] });
     assert.equal(other.finish().response.reasoning, 'via reasoning');
+  });
+});
+
+describe('stripInjectedText: injected fields removed from the JSON text, relay first', () => {
+  const sets: Injection[][] = [['return_token_ids', 'logprobs'], ['logprobs'], ['return_token_ids'], []];
+  const token = (text: string) => tokenize(text)[0]!;
+  const logprobs = (t: FakeToken) => ({
+    content: [{ token: t.token, logprob: t.logprob, bytes: [1, 2], top_logprobs: topLogprobs(t, 3) }],
+  });
+  const chunks: unknown[] = [
+    {
+      id: 'c',
+      choices: [{ index: 0, logprobs: null, finish_reason: null, delta: { role: 'assistant', content: '' } }],
+      prompt_token_ids: [1, 2],
+    },
+    {
+      id: 'c',
+      choices: [{ index: 0, logprobs: logprobs(token('word')), finish_reason: null, delta: { content: 'word' }, token_ids: [7] }],
+    },
+    { choices: [{ delta: { content: 'a "quoted" }] \\ brace' }, logprobs: logprobs(token('"}]')), token_ids: [] }] },
+    {
+      choices: [
+        { token_ids: [1], logprobs: { content: [] } },
+        { index: 1, logprobs: null, token_ids: [2], delta: {} },
+      ],
+    },
+    { choices: [null, 3, 'x', [], { logprobs: 1 }], usage: { total_tokens: 3 } },
+    { choices: [], usage: { prompt_tokens: 1 }, prompt_token_ids: [] },
+    { prompt_token_ids: [1], logprobs: 'top-level logprobs stay', nested: { choices: [{ logprobs: 1 }] } },
+    { choices: { logprobs: 'not an array: left alone' } },
+    { 'é🙂': 'ünïcode', choices: [{ logprobs: { content: [{ token: '🙂', logprob: -1 }] }, delta: { content: '🙂' } }] },
+    {},
+    [1, { logprobs: 2 }],
+    'text',
+    null,
+  ];
+
+  it('gives what parsing, stripping and re-serialising gave, for every injection', () => {
+    for (const injected of sets) {
+      for (const chunk of chunks) {
+        const data = JSON.stringify(chunk);
+        assert.equal(
+          stripInjectedText(data, injected),
+          JSON.stringify(stripInjected(JSON.parse(data), injected)),
+          `${injected.join(',')}: ${data}`,
+        );
+      }
+    }
+  });
+
+  it("keeps the upstream's own formatting around what it removes", () => {
+    const data = '{"a": 1, "choices": [{"logprobs": {"content": [1, 2]}, "b": 2, "token_ids": [3]}], "prompt_token_ids": [4]}';
+    assert.equal(stripInjectedText(data, ['logprobs', 'return_token_ids']), '{"a": 1, "choices": [{"b": 2}]}');
+    assert.equal(stripInjectedText(' {"choices":[{"logprobs":null}]} ', ['logprobs']), ' {"choices":[{}]} ');
+  });
+
+  it('declines (null) what it cannot follow, so the caller parses it', () => {
+    for (const data of [
+      '{"choices":[{"logprobs":1}',
+      '{"choices":[{"logprobs":1}]} trailing',
+      '{"logprob\\u0073":1}',
+      '{"a" 1}',
+      '{"a":"open',
+    ]) {
+      assert.equal(stripInjectedText(data, ['logprobs']), null, data);
+    }
+  });
+});
+
+describe('appendMembers: injected fields added to a request body without re-serialising it', () => {
+  const added = { return_token_ids: true, logprobs: true, top_logprobs: 5, chat_template_kwargs: { enable_thinking: false } };
+
+  it('gives what JSON.stringify of the extended object gives', () => {
+    const original = { model: 'm', messages: [{ role: 'user', content: 'a "}" brace' }], stream: true };
+    const body = appendMembers(Buffer.from(JSON.stringify(original)), added);
+    assert.equal(body.toString(), JSON.stringify({ ...original, ...added }));
+  });
+
+  it('handles an empty object, whitespace around it and multi-byte text', () => {
+    assert.equal(appendMembers(Buffer.from(' { } \n'), { logprobs: true }).toString(), ' { "logprobs":true} \n');
+    assert.deepEqual(JSON.parse(appendMembers(Buffer.from('{ "x": "ü🙂" }\n'), added).toString()), { x: 'ü🙂', ...added });
+    assert.equal(appendMembers(Buffer.from('{"a":1}'), {}).toString(), '{"a":1}');
   });
 });

@@ -62,6 +62,7 @@ export function stripInjected(payload: any, injected: readonly Injection[]): any
   if (injected.length === 0 || !payload || typeof payload !== 'object') return payload;
   if (injected.includes('return_token_ids')) delete payload.prompt_token_ids;
   for (const choice of Array.isArray(payload.choices) ? payload.choices : []) {
+    if (choice === null || typeof choice !== 'object') continue; // an upstream's oddity must not crash the proxy
     if (injected.includes('return_token_ids')) delete choice.token_ids;
     if (injected.includes('logprobs')) delete choice.logprobs;
   }

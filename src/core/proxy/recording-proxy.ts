@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RolloutBudget, type BudgetLimits, type BudgetName } from './budget.js';
 import { injectFields, refusedInjection, stripInjected, type Injection, type InjectionPolicy } from './injection.js';
-import { eventData, SseSplitter } from './sse.js';
+import { appendMembers } from './json-text.js';
+import { relayStream } from './stream-relay.js';
 import { TurnAssembler } from './turn-assembler.js';
 import { summarizeTurn, type AssembledCompletion, type ProxyTurn, type ProxyTurnSummary } from './types.js';
 
@@ -140,6 +141,21 @@ function parseJsonObject(raw: Buffer): Record<string, any> | null {
   }
 }
 
+/**
+ * The body sent upstream: the agent's own bytes with the injected fields appended when injection only added fields
+ * (the common case: re-serialising a 30 KB conversation per call costs more than the rest of the request's handling);
+ * re-serialised when it changed one (a capped max_tokens, merged chat_template_kwargs). The upstream parses the same
+ * object either way, and `injected` is what is recorded.
+ */
+function upstreamBody(raw: Buffer, original: Record<string, unknown>, injected: Record<string, unknown>): Buffer {
+  const added: Record<string, unknown> = {};
+  for (const key of Object.keys(injected)) {
+    if (!Object.hasOwn(original, key)) added[key] = injected[key];
+    else if (injected[key] !== original[key]) return Buffer.from(JSON.stringify(injected));
+  }
+  return appendMembers(raw, added);
+}
+
 function turnKind(body: Record<string, unknown>): ProxyTurn['kind'] {
   if (Array.isArray(body.tools) && body.tools.length > 0) return 'agent';
   const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: string; content?: unknown }>) : [];
@@ -174,9 +190,14 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
   };
 
   /** `<upstream base>` + the route's path; the agent's query string is dropped, the configured URL's own is kept. */
+  const upstreamUrls = new Map<string, URL>();
   function upstreamUrl(upstreamPath: string): URL {
-    const target = new URL(upstream.href);
-    target.pathname = `${upstream.pathname.replace(/\/+$/, '')}${upstreamPath}`;
+    let target = upstreamUrls.get(upstreamPath);
+    if (!target) {
+      target = new URL(upstream.href);
+      target.pathname = `${upstream.pathname.replace(/\/+$/, '')}${upstreamPath}`;
+      upstreamUrls.set(upstreamPath, target);
+    }
     return target;
   }
 
@@ -304,6 +325,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     res: http.ServerResponse,
     upstreamPath: string,
     original: Record<string, any>,
+    raw: Buffer,
     signal: AbortSignal,
   ): Promise<void> {
     const started = performance.now();
@@ -335,8 +357,8 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     };
 
     // Send upstream, dropping injections the upstream refuses (e.g. return_token_ids on a non-vLLM server).
-    let upstreamRes: http.IncomingMessage | null = null;
-    let injected: Injection[] = [];
+    let upstreamRes: http.IncomingMessage;
+    let injected: Injection[];
     let bufferedErrorBody: string | null = null;
     for (;;) {
       const prepared = injectFields(original, options, refused);
@@ -344,7 +366,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       turn.injected = [...prepared.injected, ...prepared.extras];
       turn.request = prepared.body;
       try {
-        upstreamRes = await forward(req, upstreamPath, Buffer.from(JSON.stringify(prepared.body)), signal);
+        upstreamRes = await forward(req, upstreamPath, upstreamBody(raw, original, prepared.body), signal);
       } catch (error) {
         if (signal.aborted) return;
         const message = (error as Error).message;
@@ -417,48 +439,15 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
     }
 
     res.writeHead(status, headers);
-    const splitter = new SseSplitter();
-    const emit = (events: string[]) => {
-      let out = '';
-      for (const event of events) {
-        const data = eventData(event);
-        if (data === null || data === '[DONE]') {
-          out += `${event}\n\n`;
-          continue;
-        }
-        let payload: unknown;
-        try {
-          payload = JSON.parse(data);
-        } catch (error) {
-          turn.upstream_error ??= {
-            type: 'malformed_stream',
-            message: `unparseable SSE data: ${(error as Error).message}`,
-            body: data.slice(0, ERROR_BODY_LIMIT),
-          };
-          out += `${event}\n\n`;
-          continue;
-        }
-        assembler.addChunk(payload);
-        out += injected.length > 0 ? `data: ${JSON.stringify(stripInjected(payload, injected))}\n\n` : `${event}\n\n`;
-      }
-      if (out) res.write(out);
-    };
-    await new Promise<void>((resolve) => {
-      upstreamRes.on('data', (chunk: Buffer) => emit(splitter.push(chunk)));
-      upstreamRes.on('end', () => {
-        emit(splitter.flush());
-        res.end();
-        resolve();
-      });
-      upstreamRes.on('error', (error) => {
-        turn.upstream_error ??= { type: 'stream', message: `upstream stream failed: ${error.message}` };
-        res.destroy();
-        resolve();
-      });
-      upstreamRes.on('aborted', () => {
-        turn.upstream_error ??= { type: 'stream', message: 'upstream closed the stream early' };
-      });
+    const broken = await relayStream(upstreamRes, res, injected, (data, parsed) => {
+      if (parsed.ok) return assembler.addChunk(parsed.payload);
+      turn.upstream_error ??= {
+        type: 'malformed_stream',
+        message: `unparseable SSE data: ${parsed.error.message}`,
+        body: data.slice(0, ERROR_BODY_LIMIT),
+      };
     });
+    if (broken !== null) turn.upstream_error ??= { type: 'stream', message: broken };
     bookAnswer();
     finishTurn();
   }
@@ -543,7 +532,7 @@ export async function startRecordingProxy(options: RecordingProxyOptions): Promi
       }
       stats.requests += 1;
       // A body that is not a JSON object goes through untouched: let the upstream answer it.
-      if (options.record && request) return handleChat(req, res, route.upstreamPath, request, abort.signal);
+      if (options.record && request) return handleChat(req, res, route.upstreamPath, request, raw, abort.signal);
       return relay(req, res, route.upstreamPath, raw, abort.signal);
     })().catch((error: Error) => {
       note(`proxy error: ${error.message}`);
