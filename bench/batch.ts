@@ -21,19 +21,12 @@ import { createLogger } from '../src/log.js';
 import { createRuntime } from '../src/runtime.js';
 import { loadScript } from '../src/scripted-llm/script.js';
 import { startScriptedLlm } from '../src/scripted-llm/server.js';
-import { fmtMs, printTable } from './stats.js';
+import { fmtMs, printTable, machineBusySeconds } from './stats.js';
 
 const ROLLOUTS = Number(process.env.BENCH_BATCH_ROLLOUTS ?? 8);
 const LEVELS = [1, 2, 4];
 const repo = path.resolve(import.meta.dirname, '..');
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'opencode-env-bench-batch-'));
-
-/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
-function machineBusySeconds(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return (fields.reduce((a, b) => a + b, 0) - idle) / 100; // USER_HZ
-}
 
 async function main(): Promise<void> {
   const llm = await startScriptedLlm({ script: await loadScript(path.join(repo, 'resources/examples/fizzbuzz/script.json')) });

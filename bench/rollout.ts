@@ -26,7 +26,7 @@ import { tokenize } from '../src/scripted-llm/fake-tokens.js';
 import { loadScript } from '../src/scripted-llm/script.js';
 import { startScriptedLlm } from '../src/scripted-llm/server.js';
 import { Semaphore } from '../src/util/semaphore.js';
-import { fmtMs, median, percentile, printTable } from './stats.js';
+import { fmtMs, median, percentile, printTable, machineBusySeconds } from './stats.js';
 
 const TURNS = Number(process.env.BENCH_PROXY_TURNS ?? 300);
 const ROLLOUTS = Number(process.env.BENCH_ROLLOUTS ?? 5);
@@ -222,14 +222,6 @@ async function benchProxy(): Promise<string[][]> {
     await servers.stop();
   }
   return rows;
-}
-
-/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
-function machineBusySeconds(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  const total = fields.reduce((a, b) => a + b, 0);
-  return (total - idle) / 100; // USER_HZ
 }
 
 function runner(concurrency: number, dataDir: string): { runner: RolloutRunner; provider: SandboxProvider } {

@@ -1,4 +1,5 @@
-/** Small helpers for benchmark tables: percentiles over samples and a fixed-width table printer. */
+/** Small helpers for benchmarks: percentiles over samples, a fixed-width table printer, the machine's busy CPU. */
+import { readFileSync } from 'node:fs';
 
 export function percentile(samples: number[], p: number): number {
   if (samples.length === 0) return NaN;
@@ -21,4 +22,11 @@ export function printTable(headers: string[], rows: string[][]): void {
   console.log(line(headers));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const row of rows) console.log(line(row));
+}
+
+/** Busy CPU seconds of the whole machine so far (all cores, so other load counts too), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return (fields.reduce((a, b) => a + b, 0) - idle) / 100; // USER_HZ
 }

@@ -16,18 +16,12 @@ import { createLogger } from '../src/log.js';
 import { createRuntime } from '../src/runtime.js';
 import { loadScript } from '../src/scripted-llm/script.js';
 import { startScriptedLlm } from '../src/scripted-llm/server.js';
-import { fmtMs, median, percentile, printTable } from './stats.js';
+import { fmtMs, median, percentile, printTable, machineBusySeconds } from './stats.js';
 
 const ROLLOUTS = Number(process.env.BENCH_WARM_ROLLOUTS ?? 6);
 const POOL = 2;
 const repo = path.resolve(import.meta.dirname, '..');
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'opencode-env-bench-warm-'));
-
-function machineBusySeconds(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return (fields.reduce((a, b) => a + b, 0) - idle) / 100;
-}
 
 /** Resident memory of every process whose command line matches, in MiB, and how many there are. */
 function residentMiB(pattern: RegExp): { mib: number; processes: number } {
