@@ -199,22 +199,22 @@ export class RolloutRunner implements RolloutService {
       };
       // The pool's sandboxes are the default template's, with the network on: a rollout asking otherwise starts cold.
       const warmable = spec.agent !== 'oracle' && !spec.template && !spec.workdir && spec.allow_internet;
-      warm = warmable ? (this.deps.warmPool?.take(agentSettings, sandboxLifetimeMs(spec)) ?? null) : null;
+      sandbox = await phase('sandbox', async () => {
+        // Taken inside the phase, so that a rollout cancelled before it leaves the entry to the pool.
+        warm = warmable ? (this.deps.warmPool?.take(agentSettings, sandboxLifetimeMs(spec)) ?? null) : null;
+        if (warm) return warm.sandbox;
+        return this.deps.provider
+          .create({
+            label: 'rollout',
+            ...(spec.template ? { template: spec.template } : {}),
+            ...(spec.workdir ? { workdir: spec.workdir } : {}),
+            lifetimeMs: sandboxLifetimeMs(spec),
+            allowInternet: spec.allow_internet,
+            metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
+          })
+          .catch(rethrowAs('sandbox'));
+      });
       result.warm_start = warm !== null;
-      sandbox = await phase('sandbox', async () =>
-        warm
-          ? warm.sandbox
-          : this.deps.provider
-              .create({
-                label: 'rollout',
-                ...(spec.template ? { template: spec.template } : {}),
-                ...(spec.workdir ? { workdir: spec.workdir } : {}),
-                lifetimeMs: sandboxLifetimeMs(spec),
-                allowInternet: spec.allow_internet,
-                metadata: { rollout_id: rolloutId, ...(spec.task_id ? { task_id: spec.task_id } : {}) },
-              })
-              .catch(rethrowAs('sandbox')),
-      );
       result.sandbox_id = sandbox.id;
       const box = sandbox;
 
@@ -270,7 +270,8 @@ export class RolloutRunner implements RolloutService {
           progress(`installed opencode in the sandbox (${result.timings.install} s)`);
         }
 
-        const warmAgent: WarmAgent | null = warm;
+        // Assigned inside the sandbox phase's callback, which the compiler does not follow.
+        const warmAgent = warm as WarmAgent | null;
         const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
           const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
           proxy = recorder; // closed in `finally` even when the channel cannot be opened
