@@ -3,7 +3,7 @@
 // rollout passes only because the agent's LLM traffic goes over the sandbox's command channel).
 import { readdirSync } from 'node:fs';
 import { backendConformance } from './helpers/backend-conformance.js';
-import { startE2bStandIn } from './helpers/e2b-standin/index.js';
+import { serverEnv, startE2bStandIn } from './helpers/e2b-standin/index.js';
 
 backendConformance({
   name: 'local',
@@ -21,13 +21,7 @@ backendConformance({
   setUp: async () => {
     const standIn = await startE2bStandIn();
     return {
-      // The SDK reads E2B_API_URL and E2B_SANDBOX_URL itself; the server never sets them.
-      env: {
-        E2B_API_KEY: standIn.apiKey,
-        E2B_API_URL: standIn.apiUrl,
-        E2B_SANDBOX_URL: standIn.sandboxUrl,
-        OPENCODE_ENV_E2B_CREATE_PER_S: '50',
-      },
+      env: serverEnv(standIn),
       liveSandboxes: async () => standIn.sandboxes().filter((s) => s.state === 'running').length,
       internetAccessAsked: (sandboxId) => standIn.sandboxes().find((s) => s.sandboxId === sandboxId)?.allowInternetAccess,
       tearDown: () => standIn.close(),

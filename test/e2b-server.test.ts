@@ -5,19 +5,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NPM_CACHE_TEMPLATE, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
+import { NPM_CACHE_TEMPLATE, serverEnv, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { repoRoot, startServer, storedTraces, waitFor, type RunningServer } from './helpers/server.js';
-
-function e2bEnv(standIn: E2bStandIn, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    E2B_API_KEY: standIn.apiKey,
-    E2B_API_URL: standIn.apiUrl,
-    E2B_SANDBOX_URL: standIn.sandboxUrl,
-    OPENCODE_ENV_E2B_CREATE_PER_S: '50',
-    ...extra,
-  };
-}
 
 /** Whether `secret` appears in `value`, as text or inside any base64 string (envd carries stdin and output as base64). */
 function mentions(value: unknown, secret: string): boolean {
@@ -35,7 +25,7 @@ describe('the server on E2B (stand-in)', () => {
     standIn = await startE2bStandIn();
     const secret = 'sk-e2b-test-KEY-0123456789';
     [server, llm] = await Promise.all([
-      startServer({ env: e2bEnv(standIn) }),
+      startServer({ env: serverEnv(standIn) }),
       startScripted(exampleScript('script.json'), { apiKey: secret }),
     ]);
   });
@@ -161,7 +151,7 @@ describe('the server on E2B (stand-in)', () => {
 describe('a bad E2B key', () => {
   it('gives a rollout a sandbox error that names E2B_API_KEY, and execute_python a clear tool error', async () => {
     const standIn = await startE2bStandIn();
-    const server = await startServer({ env: e2bEnv(standIn, { E2B_API_KEY: 'e2b_wrong_key' }) });
+    const server = await startServer({ env: serverEnv(standIn, { E2B_API_KEY: 'e2b_wrong_key' }) });
     const llm = await startScripted(exampleScript('script.json'));
     try {
       const r = await server.callOk('run_rollout', { ...exampleTask(), base_url: llm.url, model: 'scripted-model' });

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startE2bStandIn, type E2bStandIn, type RecordedRequest } from './helpers/e2b-standin/index.js';
+import { serverEnv, startE2bStandIn, type E2bStandIn, type RecordedRequest } from './helpers/e2b-standin/index.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const cliPath = path.join(root, 'dist', 'cli.js');
@@ -127,13 +127,7 @@ describe('opencode-env template', () => {
     it("batch builds each Harbor task's environment into a template once, runs it at the image's WORKDIR, and reuses it", async () => {
       const scratch = mkdtempSync(path.join(os.tmpdir(), 'harbor-e2b-'));
       try {
-        const env = {
-          ...sdkEnv(),
-          E2B_SANDBOX_URL: standIn.sandboxUrl,
-          OPENCODE_ENV_SANDBOX: 'e2b',
-          OPENCODE_ENV_E2B_CREATE_PER_S: '50',
-          OPENCODE_ENV_DATA_DIR: path.join(scratch, 'data'),
-        };
+        const env = serverEnv(standIn, { OPENCODE_ENV_SANDBOX: 'e2b', OPENCODE_ENV_DATA_DIR: path.join(scratch, 'data') });
         const examples = path.join(resources, 'examples', 'harbor');
         const batch = (out: string) =>
           cli(

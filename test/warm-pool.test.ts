@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { serverEnv, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { startServer, waitFor, type RunningServer } from './helpers/server.js';
 
@@ -58,5 +59,46 @@ describe('the warm pool (OPENCODE_ENV_WARM_POOL=1)', () => {
     await waitFor(() => sandboxDirs().length === 1, 90_000, 'the pool to refill');
     await server.close();
     assert.deepEqual(sandboxDirs(), [], 'no sandbox left after the server exited');
+  });
+});
+
+describe('the warm pool on E2B (stand-in)', () => {
+  let standIn: E2bStandIn;
+  let server: RunningServer;
+  let llm: ScriptedLlm;
+  before(async () => {
+    standIn = await startE2bStandIn();
+    [server, llm] = await Promise.all([
+      startServer({ env: serverEnv(standIn, { OPENCODE_ENV_WARM_POOL: '1' }) }),
+      startScripted(exampleScript('script.json')),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([server?.close(), llm?.close()]);
+    await standIn?.close();
+  });
+
+  it('takes a warm opencode through the relay channel, and kills every sandbox by exit', async () => {
+    const args = { ...exampleTask(), base_url: llm.url, model: 'scripted-model' };
+    const cold = await server.callOk('run_rollout', { ...args, task_id: 'cold' });
+    assert.equal(cold.warm_start, false);
+    assert.equal(cold.reward, 1, JSON.stringify(cold.error));
+    let warm: Record<string, any> = {};
+    for (let attempt = 0; attempt < 60 && !warm.warm_start; attempt++) {
+      await waitFor(() => standIn.sandboxes().some((s) => s.state === 'running' && s.metadata.label === 'warm'), 90_000, 'a warm sandbox');
+      warm = await server.callOk('run_rollout', { ...args, task_id: `warm-${attempt}` });
+    }
+    assert.equal(warm.warm_start, true, 'a later rollout took the warm opencode');
+    assert.equal(warm.reward, 1, JSON.stringify(warm.error));
+    assert.deepEqual(
+      warm.agent_events.map((e: { type: string }) => e.type),
+      cold.agent_events.map((e: { type: string }) => e.type),
+    );
+    await server.close();
+    assert.deepEqual(
+      standIn.sandboxes().filter((s) => s.state === 'running'),
+      [],
+      'every sandbox, the refilled warm one too, killed by exit',
+    );
   });
 });

@@ -144,6 +144,20 @@ export async function startE2bStandIn(options: E2bStandInOptions = {}): Promise<
   };
 }
 
+/**
+ * The environment that points a server (or the CLI) at the stand-in: the SDK reads E2B_API_URL and E2B_SANDBOX_URL
+ * itself, the server never sets them; creations are not paced (the stand-in has no rate limit).
+ */
+export function serverEnv(standIn: E2bStandIn, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    E2B_API_KEY: standIn.apiKey,
+    E2B_API_URL: standIn.apiUrl,
+    E2B_SANDBOX_URL: standIn.sandboxUrl,
+    OPENCODE_ENV_E2B_CREATE_PER_S: '50',
+    ...extra,
+  };
+}
+
 export interface StandInProviderOptions {
   /** Default: the stand-in's own key. */
   apiKey?: string;
