@@ -16,6 +16,11 @@ import { Semaphore } from './util/semaphore.js';
 const WARM_READY_TIMEOUT_MS = 60_000;
 /** A warm opencode nobody took this long is replaced by a fresh one. */
 const WARM_IDLE_MS = 10 * 60_000;
+/** Waiting warm opencodes are asked this often whether they still answer, and replaced if they do not in time. */
+const WARM_HEALTH_INTERVAL_MS = 15_000;
+const WARM_HEALTH_TIMEOUT_MS = 10_000;
+/** A waiting opencode serve grown past this is replaced (a fresh one holds about 300 MiB). */
+const WARM_MAX_RSS_MIB = 1024;
 
 /** The process-wide parts every transport and session shares: settings, logging, sandboxes, rollouts, traces and exit handling. */
 export interface Runtime {
@@ -71,6 +76,9 @@ export function createRuntime(config: Config, logger: Logger): Runtime {
       logger,
       readyTimeoutMs: WARM_READY_TIMEOUT_MS,
       idleMs: WARM_IDLE_MS,
+      healthIntervalMs: WARM_HEALTH_INTERVAL_MS,
+      healthTimeoutMs: WARM_HEALTH_TIMEOUT_MS,
+      maxRssMiB: WARM_MAX_RSS_MIB,
     });
     // Registered after the sandboxes' step, so it runs before it: no refill may start while they are killed.
     lifecycle.onShutdown('warm pool', () => pool.close());

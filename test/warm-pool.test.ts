@@ -1,11 +1,19 @@
 // OPENCODE_ENV_WARM_POOL through the real MCP server: the first rollout starts cold and points the pool at its
 // opencode settings; the next one takes a warm opencode and gets the same outcome; nothing is left behind at exit.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../src/config.js';
+import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
+import { WarmPool, type WarmPoolOptions } from '../src/core/rollout/warm-pool.js';
+import { createLogger } from '../src/log.js';
+import { resourcesDir } from '../src/paths.js';
+import { createSandboxProvider } from '../src/sandbox/factory.js';
+import type { SandboxProvider } from '../src/sandbox/types.js';
+import { findProcessesByEnvMarker } from '../src/util/process-tree.js';
 import { serverEnv, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
-import { startServer, waitFor, type RunningServer } from './helpers/server.js';
+import { makeSystemTempDir, removeDir, startServer, waitFor, type RunningServer } from './helpers/server.js';
 
 describe('the warm pool (OPENCODE_ENV_WARM_POOL=1)', () => {
   let server: RunningServer;
@@ -102,3 +110,79 @@ describe('the warm pool on E2B (stand-in)', () => {
     );
   });
 });
+
+describe('the warm pool watchdog', () => {
+  let rootDir: string;
+  let provider: SandboxProvider;
+  before(() => {
+    rootDir = makeSystemTempDir('warm-watchdog');
+    const config = loadConfig({ OPENCODE_ENV_SANDBOX: 'local', OPENCODE_ENV_SANDBOX_DIR: rootDir });
+    provider = createSandboxProvider(config.sandbox, {
+      resourcesDir,
+      hiddenPaths: [],
+      binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
+      logger: createLogger('silent'),
+    });
+  });
+  after(async () => {
+    await provider?.killAll();
+    removeDir(rootDir);
+  });
+
+  const settings = { model: 'scripted-model', maxTokensCap: 4096, disableThinking: false, autoCompact: false };
+  const pool = (options: Partial<WarmPoolOptions>) =>
+    new WarmPool({
+      provider,
+      size: 1,
+      logger: createLogger('silent'),
+      readyTimeoutMs: 90_000,
+      idleMs: 600_000,
+      healthIntervalMs: 300,
+      healthTimeoutMs: 3_000,
+      maxRssMiB: 100_000,
+      ...options,
+    });
+
+  it('replaces a waiting opencode that grew past the memory bound', async () => {
+    const warm = pool({ maxRssMiB: 1 });
+    try {
+      assert.equal(warm.take(settings, 0), null, 'nothing is warm at first');
+      await waitFor(() => (warm.stats.retired.memory ?? 0) >= 1, 120_000, 'a warm opencode replaced for its memory');
+      assert.ok(warm.stats.made >= 1);
+    } finally {
+      await warm.close();
+    }
+  });
+
+  it('replaces a waiting opencode that stopped answering (serve frozen with SIGSTOP)', async () => {
+    const warm = pool({});
+    try {
+      warm.take(settings, 0);
+      await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
+      // This pool's opencode serve: other tests may run their own at the same time.
+      const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
+      const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
+      const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
+      assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
+      process.kill(serve[0]!, 'SIGSTOP');
+      await waitFor(() => (warm.stats.retired['no answer'] ?? 0) >= 1, 30_000, 'the frozen one replaced');
+      await waitFor(() => warm.stats.made >= 2, 120_000, 'a fresh one made');
+    } finally {
+      await warm.close();
+    }
+  });
+});
+
+/** Host pids whose command line matches. */
+function processesMatching(pattern: RegExp): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return pattern.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}

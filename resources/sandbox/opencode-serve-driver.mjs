@@ -4,11 +4,12 @@
 //
 // Starts `opencode serve` on a free loopback port (its environment: this process's, with the LLM URL already filled
 // in by the bridge around it), loads its project instance for <workdir> and creates the session, then prints
-// `{"type":"opencode-env.ready",...}`. It then reads one JSON line on stdin, `{"prompt": "...", "model": "llm/<id>"}`,
+// `{"type":"opencode-env.ready",...}`. It then answers pings on stdin (below) until a line `{"prompt": "...", "model": "llm/<id>"}`;
 // posts it to the session as `opencode run` does, and prints the agent's events as `opencode run --format json` does
 // (step_start, text, tool_use, step_finish, error), one JSON line each, until the session is idle. Exit status: 0,
 // or 1 when opencode reported an error (as `opencode run`), 2 when the driver itself failed. serve dies with it.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 
 const [opencode, workdir] = process.argv.slice(2);
@@ -71,13 +72,33 @@ try {
 }
 print({ type: 'opencode-env.ready', session, ms: Math.round(performance.now() - started) });
 
+/** serve's resident memory in MiB (Linux), or null where it cannot be read. */
+function serveRssMiB() {
+  try {
+    const kib = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${serve.pid}/status`, 'utf8'));
+    return kib ? Math.round(Number(kib[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+// While it waits: `{"ping": n}` is answered with `opencode-env.pong` once serve has answered a request (with its
+// memory), so the pool can replace one that stopped answering or grew; the first other line is the prompt.
 const lines = readline.createInterface({ input: process.stdin });
 const request = await new Promise((resolve) => {
-  lines.once('line', resolve);
+  lines.on('line', (line) => {
+    const message = JSON.parse(line);
+    if (message.ping === undefined) return resolve(message);
+    call('GET', `/session/${session}`).then(
+      () => print({ type: 'opencode-env.pong', ping: message.ping, rss_mib: serveRssMiB() }),
+      () => undefined,
+    );
+  });
   lines.once('close', () => resolve(null));
 });
+lines.removeAllListeners('line');
 if (request === null) fail('no prompt on stdin');
-const { prompt, model } = JSON.parse(request);
+const { prompt, model } = request;
 const slash = model.indexOf('/');
 
 // Events first, then the prompt: nothing the session does may come before the subscription.

@@ -26,7 +26,15 @@ export interface WarmPoolOptions {
   readyTimeoutMs: number;
   /** An entry unused this long is replaced (the sandbox's lifetime runs out after it). */
   idleMs: number;
+  /** How often a waiting entry is asked whether its opencode still answers, and how long it has to answer. */
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  /** A waiting opencode serve whose resident memory passes this is replaced. */
+  maxRssMiB: number;
 }
+
+/** Why entries left the pool without serving a rollout, counted (for logs and tests). */
+type RetireReason = 'settings changed' | 'idle' | 'no answer' | 'memory' | 'exited' | 'lifetime';
 
 /** A ready agent, taken by one rollout: bind the LLM channel to its proxy, then send the prompt. */
 export interface WarmAgent {
@@ -39,20 +47,27 @@ export interface WarmAgent {
   remainingLifetimeMs(): number;
 }
 
-const READY_LINE = '"opencode-env.ready"';
 /** The driver's exit status when it, not opencode, failed (opencode's own failures exit 1, as `opencode run`). */
 export const WARM_DRIVER_FAILED = 2;
+/** The driver's own lines on stdout carry this type prefix; everything else is the agent's events. */
+const CONTROL_PREFIX = 'opencode-env.';
 
 class WarmEntry implements WarmAgent {
   private accept: ((connection: Duplex) => void) | null = null;
   private stdout: (chunk: Buffer) => void = () => undefined;
   private stderr: (chunk: Buffer) => void = () => undefined;
-  private seen = '';
+  private partialLine = '';
+  private lastLines: string[] = [];
   readonly ready: Promise<void>;
   private readonly createdAt = Date.now();
+  private onReady: () => void = () => undefined;
   readyAt = 0;
   /** The driver (with serve) ended: a crash while waiting, of no use any more. */
   ended = false;
+  /** The last ping sent and not answered yet (its time), and the last answer's serve memory. */
+  pingSentAt: number | null = null;
+  rssMiB: number | null = null;
+  private pings = 0;
 
   constructor(
     readonly sandbox: Sandbox,
@@ -65,27 +80,53 @@ class WarmEntry implements WarmAgent {
   ) {
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not ready after ${readyTimeoutMs} ms`)), readyTimeoutMs);
-      attach(
-        (chunk) => {
-          if (this.readyAt === 0) {
-            this.seen += chunk.toString('utf8');
-            if (!this.seen.includes(READY_LINE)) return;
-            this.readyAt = Date.now();
-            clearTimeout(timer);
-            resolve();
-            return;
-          }
-          this.stdout(chunk);
-        },
-        (chunk) => this.stderr(chunk),
-      );
+      this.onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
       void driver.exited.then((exit) => {
         this.ended = true;
         clearTimeout(timer);
-        reject(new Error(`the driver exited before it was ready (code ${exit.exitCode}): ${this.seen.slice(-500)}`));
+        reject(new Error(`the driver exited before it was ready (code ${exit.exitCode}): ${this.lastLines.join('\n').slice(-500)}`));
       });
     });
     this.ready.catch(() => undefined);
+    attach(
+      (chunk) => this.output(chunk),
+      (chunk) => this.stderr(chunk),
+    );
+  }
+
+  /** Whole lines: the driver's own go to the pool, the agent's events to the rollout, as they came. */
+  private output(chunk: Buffer): void {
+    const text = this.partialLine + chunk.toString('utf8');
+    const end = text.lastIndexOf('\n') + 1;
+    this.partialLine = text.slice(end);
+    let agent = '';
+    for (const line of text.slice(0, end).split('\n')) {
+      if (!line) continue;
+      if (!line.includes(`"type":"${CONTROL_PREFIX}`)) {
+        agent += `${line}\n`;
+        continue;
+      }
+      const message = JSON.parse(line) as { type: string; rss_mib?: number | null };
+      if (message.type === `${CONTROL_PREFIX}ready`) {
+        this.readyAt = Date.now();
+        this.onReady();
+      } else if (message.type === `${CONTROL_PREFIX}pong`) {
+        this.pingSentAt = null;
+        this.rssMiB = message.rss_mib ?? null;
+      }
+    }
+    if (!agent) return;
+    if (this.readyAt === 0) this.lastLines = [...this.lastLines, agent].slice(-20);
+    else this.stdout(Buffer.from(agent));
+  }
+
+  /** Asks the waiting driver whether serve still answers (and how big it is); the answer lands in `rssMiB`. */
+  ping(): void {
+    this.pingSentAt = Date.now();
+    this.driver.write(`${JSON.stringify({ ping: ++this.pings })}\n`).catch(() => undefined);
   }
 
   /** The channel's connections go to the rollout's proxy once bound; opencode makes none before its prompt. */
@@ -125,6 +166,8 @@ export class WarmPool {
   private starting = 0;
   private closed = false;
   private readonly idleTimers = new Map<WarmEntry, NodeJS.Timeout>();
+  private healthTimer: NodeJS.Timeout | null = null;
+  readonly stats = { made: 0, taken: 0, retired: {} as Partial<Record<RetireReason, number>> };
 
   constructor(private readonly options: WarmPoolOptions) {}
 
@@ -134,16 +177,18 @@ export class WarmPool {
     if (this.target?.key !== key) {
       this.target = { key, settings };
       // Made for other settings: of no use to the rollouts to come.
-      for (const entry of this.ready.splice(0)) this.retire(entry);
+      for (const entry of this.ready.splice(0)) this.retire(entry, 'settings changed');
     }
     let taken: WarmEntry | null = null;
     while (!taken && this.ready.length > 0) {
       const entry = this.ready.shift()!;
       clearTimeout(this.idleTimers.get(entry));
       this.idleTimers.delete(entry);
-      if (entry.remainingLifetimeMs() >= minLifetimeMs && !entry.sandbox.killed && !entry.ended) taken = entry;
-      else this.retire(entry);
+      if (entry.ended || entry.sandbox.killed) this.retire(entry, 'exited');
+      else if (entry.remainingLifetimeMs() < minLifetimeMs) this.retire(entry, 'lifetime');
+      else taken = entry;
     }
+    if (taken) this.stats.taken++;
     this.refill();
     return taken;
   }
@@ -151,28 +196,62 @@ export class WarmPool {
   /** Kills every entry not taken; entries being made are killed when they are done. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
     for (const timer of this.idleTimers.values()) clearTimeout(timer);
     await Promise.all(this.ready.splice(0).map((entry) => entry.discard()));
   }
 
-  private retire(entry: WarmEntry): void {
+  private retire(entry: WarmEntry, reason: RetireReason): void {
+    this.stats.retired[reason] = (this.stats.retired[reason] ?? 0) + 1;
+    if (reason === 'no answer' || reason === 'memory' || reason === 'exited') {
+      this.options.logger.warn({ sandbox: entry.sandbox.id, reason, rssMiB: entry.rssMiB }, 'replacing a warm opencode');
+    }
     void entry.discard();
   }
 
+  /** Replaces waiting entries that did not answer the last ping in time or grew too big, then pings the rest. */
+  private checkHealth(): void {
+    const now = Date.now();
+    for (const entry of [...this.ready]) {
+      const silent = entry.pingSentAt !== null && now - entry.pingSentAt > this.options.healthTimeoutMs;
+      const reason: RetireReason | null = entry.ended
+        ? 'exited'
+        : silent
+          ? 'no answer'
+          : entry.rssMiB !== null && entry.rssMiB > this.options.maxRssMiB
+            ? 'memory'
+            : null;
+      if (reason) {
+        this.ready.splice(this.ready.indexOf(entry), 1);
+        clearTimeout(this.idleTimers.get(entry));
+        this.idleTimers.delete(entry);
+        this.retire(entry, reason);
+      } else if (entry.pingSentAt === null) {
+        entry.ping();
+      }
+    }
+    this.refill();
+  }
+
   private refill(): void {
+    if (!this.healthTimer && !this.closed) {
+      this.healthTimer = setInterval(() => this.checkHealth(), this.options.healthIntervalMs);
+      this.healthTimer.unref();
+    }
     while (!this.closed && this.target && this.ready.length + this.starting < this.options.size) {
       this.starting += 1;
       const target = this.target;
       void this.make(target.settings)
         .then((entry) => {
           if (this.closed || this.target?.key !== target.key) return void entry.discard();
+          this.stats.made++;
           this.ready.push(entry);
           // An entry nobody takes in time is replaced by a fresh one.
           const timer = setTimeout(() => {
             const index = this.ready.indexOf(entry);
             if (index >= 0) this.ready.splice(index, 1);
             this.idleTimers.delete(entry);
-            this.retire(entry);
+            this.retire(entry, 'idle');
             this.refill();
           }, this.options.idleMs);
           timer.unref();
