@@ -2,26 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../src/config.js';
-import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
-import { createSandboxProvider } from '../src/sandbox/factory.js';
 import { bash, type Sandbox, type SandboxProvider } from '../src/sandbox/types.js';
 import { isAlive } from '../src/util/process-tree.js';
 import { sandboxContract } from './helpers/sandbox-contract.js';
+import { localProvider } from './helpers/local-provider.js';
 import { makeHomeDir, makeSystemTempDir, removeDir } from './helpers/server.js';
-
-/** A local provider built the way the server builds it, from environment settings. */
-function localProvider(rootDir: string, env: Record<string, string> = {}): SandboxProvider {
-  const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, ...env });
-  return createSandboxProvider(config.sandbox, {
-    resourcesDir,
-    hiddenPaths: [],
-    binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
-    logger: createLogger('silent'),
-  });
-}
 
 // The contract every backend keeps, run against the local backend in both of its isolation modes.
 for (const isolation of ['auto', 'none'] as const) {

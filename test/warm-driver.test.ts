@@ -3,14 +3,10 @@
 // `opencode run` (up to ids and times), print the same events, and leave the same work behind.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../src/config.js';
-import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { planOpencodeRun } from '../src/core/rollout/opencode.js';
 import { startRecordingProxy } from '../src/core/proxy/recording-proxy.js';
-import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
-import { createSandboxProvider } from '../src/sandbox/factory.js';
 import type { SandboxProvider } from '../src/sandbox/types.js';
+import { localProvider } from './helpers/local-provider.js';
 import { exampleScript, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { makeSystemTempDir, removeDir } from './helpers/server.js';
 
@@ -38,13 +34,7 @@ describe('opencode serve, warmed ahead, driven by the in-sandbox driver', () => 
 
   before(async () => {
     rootDir = makeSystemTempDir('warm-driver');
-    const config = loadConfig({ OPENCODE_ENV_SANDBOX: 'local', OPENCODE_ENV_SANDBOX_DIR: rootDir });
-    provider = createSandboxProvider(config.sandbox, {
-      resourcesDir,
-      hiddenPaths: [],
-      binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
-      logger: createLogger('silent'),
-    });
+    provider = localProvider(rootDir, { OPENCODE_ENV_SANDBOX: 'local' });
     llm = await startScripted(exampleScript('script.json'));
   });
   after(async () => {

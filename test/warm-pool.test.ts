@@ -3,15 +3,12 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../src/config.js';
-import { findOpencodeBinary } from '../src/core/rollout/opencode-binary.js';
 import { WarmPool, type WarmPoolOptions } from '../src/core/rollout/warm-pool.js';
 import { createLogger } from '../src/log.js';
-import { resourcesDir } from '../src/paths.js';
-import { createSandboxProvider } from '../src/sandbox/factory.js';
 import type { SandboxProvider } from '../src/sandbox/types.js';
 import { findProcessesByEnvMarker } from '../src/util/process-tree.js';
 import { serverEnv, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
+import { localProvider } from './helpers/local-provider.js';
 import { exampleScript, exampleTask, startScripted, type ScriptedLlm } from './helpers/scripted.js';
 import { makeSystemTempDir, removeDir, startServer, waitFor, type RunningServer } from './helpers/server.js';
 
@@ -116,13 +113,7 @@ describe('the warm pool watchdog', () => {
   let provider: SandboxProvider;
   before(() => {
     rootDir = makeSystemTempDir('warm-watchdog');
-    const config = loadConfig({ OPENCODE_ENV_SANDBOX: 'local', OPENCODE_ENV_SANDBOX_DIR: rootDir });
-    provider = createSandboxProvider(config.sandbox, {
-      resourcesDir,
-      hiddenPaths: [],
-      binaries: () => ({ node: process.execPath, opencode: findOpencodeBinary(null) }),
-      logger: createLogger('silent'),
-    });
+    provider = localProvider(rootDir, { OPENCODE_ENV_SANDBOX: 'local' });
   });
   after(async () => {
     await provider?.killAll();
@@ -151,6 +142,9 @@ describe('the warm pool watchdog', () => {
       assert.ok(warm.stats.made >= 1);
     } finally {
       await warm.close();
+      // What the pool was still making dies with the provider's sandboxes, as at a server's shutdown: the next test
+      // must see only its own.
+      await provider.killAll();
     }
   });
 
@@ -169,6 +163,9 @@ describe('the warm pool watchdog', () => {
       await waitFor(() => warm.stats.made >= 2, 120_000, 'a fresh one made');
     } finally {
       await warm.close();
+      // What the pool was still making dies with the provider's sandboxes, as at a server's shutdown: the next test
+      // must see only its own.
+      await provider.killAll();
     }
   });
 });

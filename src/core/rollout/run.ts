@@ -262,16 +262,18 @@ export class RolloutRunner implements RolloutService {
           if (signal?.aborted) throw cancelled();
         });
       } else {
-        // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
-        const lookedUp = performance.now();
-        const agentBinary = await box.ensureBinary('opencode').catch(rethrowAs('sandbox'));
-        if (agentBinary.installed) {
-          result.timings.install = Math.round(performance.now() - lookedUp) / 1000;
-          progress(`installed opencode in the sandbox (${result.timings.install} s)`);
-        }
-
         // Assigned inside the sandbox phase's callback, which the compiler does not follow.
         const warmAgent = warm as WarmAgent | null;
+        // A warm sandbox's opencode was found (or installed) when the pool made it: not again on the rollout's path.
+        if (!warmAgent) {
+          // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
+          const lookedUp = performance.now();
+          const agentBinary = await box.ensureBinary('opencode').catch(rethrowAs('sandbox'));
+          if (agentBinary.installed) {
+            result.timings.install = Math.round(performance.now() - lookedUp) / 1000;
+            progress(`installed opencode in the sandbox (${result.timings.install} s)`);
+          }
+        }
         const { recorder: activeProxy, llmChannel } = await phase('proxy', async () => {
           const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
           proxy = recorder; // closed in `finally` even when the channel cannot be opened
