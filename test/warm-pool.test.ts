@@ -1,5 +1,6 @@
 // OPENCODE_ENV_WARM_POOL through the real MCP server: the first rollout starts cold and points the pool at its
-// opencode settings; the next one takes a warm opencode and gets the same outcome; nothing is left behind at exit.
+// opencode settings; the next one takes a warm opencode and gets the same outcome, and so does one for another model;
+// nothing is left behind at exit.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
@@ -22,12 +23,28 @@ describe('the warm pool (OPENCODE_ENV_WARM_POOL=1)', () => {
     await Promise.all([server?.close(), llm?.close()]);
   });
 
-  const rollout = async (taskId: string) => {
+  const rollout = async (taskId: string, extra: Record<string, unknown> = {}) => {
     try {
-      return await server.callOk('run_rollout', { ...exampleTask(), task_id: taskId, base_url: llm.url, model: 'scripted-model' });
+      return await server.callOk('run_rollout', {
+        ...exampleTask(),
+        task_id: taskId,
+        base_url: llm.url,
+        model: 'scripted-model',
+        ...extra,
+      });
     } catch (error) {
       throw new Error(`${(error as Error).message}; server stderr: ${server.stderr().slice(-3000)}`, { cause: error });
     }
+  };
+  /** Rollouts until one starts warm (the pool's sandbox exists before its opencode is ready): that one. */
+  const warmRollout = async (taskId: string, extra: Record<string, unknown> = {}) => {
+    let result: Record<string, any> = {};
+    for (let attempt = 0; attempt < 60; attempt++) {
+      result = await rollout(`${taskId}-${attempt}`, extra);
+      if (result.warm_start) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    return result;
   };
   // The server removes its sandbox root at exit.
   const sandboxDirs = () =>
@@ -39,12 +56,7 @@ describe('the warm pool (OPENCODE_ENV_WARM_POOL=1)', () => {
     assert.equal(cold.reward, 1, JSON.stringify(cold.error));
     // The pool now makes one sandbox with opencode started for the same settings.
     await waitFor(() => sandboxDirs().length === 1, 90_000, 'a warm sandbox to be made');
-    let warm: Record<string, any> = {};
-    for (let attempt = 0; attempt < 60; attempt++) {
-      warm = await rollout(`warm-${attempt}`);
-      if (warm.warm_start) break;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+    const warm = await warmRollout('warm');
     assert.equal(warm.warm_start, true, 'a later rollout took the warm opencode');
     assert.equal(warm.reward, 1, JSON.stringify(warm.error));
     assert.deepEqual(
@@ -60,7 +72,12 @@ describe('the warm pool (OPENCODE_ENV_WARM_POOL=1)', () => {
       `the warm sandbox came ready (${warm.timings.sandbox} s vs ${cold.timings.sandbox} s)`,
     );
     process.stderr.write(`warm pool: cold ${JSON.stringify(cold.timings)}\nwarm pool: warm ${JSON.stringify(warm.timings)}\n`);
-    // The pool refills after a take; at exit the refilled one goes too.
+    // The pool refills after a take, with an opencode bound to no model: another model and cap take it too.
+    await waitFor(() => sandboxDirs().length === 1, 90_000, 'the pool to refill');
+    const other = await warmRollout('other-model', { model: 'claude-sonnet-4', max_tokens_cap: 2048 });
+    assert.equal(other.warm_start, true, 'a rollout for another model and cap took the refilled opencode');
+    assert.equal(other.reward, 1, JSON.stringify(other.error));
+    // At exit the refilled one goes too.
     await waitFor(() => sandboxDirs().length === 1, 90_000, 'the pool to refill');
     await server.close();
     assert.deepEqual(sandboxDirs(), [], 'no sandbox left after the server exited');

@@ -1,20 +1,22 @@
 // Runs one opencode agent through `opencode serve`, warmed before the prompt is known (the warm pool's in-sandbox end).
 //
-//   node opencode-serve-driver.mjs <opencode> <workdir>
+//   node opencode-serve-driver.mjs <opencode> <workdir> <warm-up dir>
 //
 // Starts `opencode serve` on a free loopback port (its environment: this process's, with the LLM URL already filled
-// in by the bridge around it), loads its project instance for <workdir> and creates the session, then prints
-// `{"type":"opencode-env.ready",...}`. It then answers pings on stdin (below) until a line `{"prompt": "...", "model": "llm/<id>"}`;
-// posts it to the session as `opencode run` does, and prints the agent's events as `opencode run --format json` does
-// (step_start, text, tool_use, step_finish, error), one JSON line each, until the session is idle. Exit status: 0,
-// or 1 when opencode reported an error (as `opencode run`), 2 when the driver itself failed. serve dies with it.
+// in by the bridge around it) and warms it on a project instance of its own, for <warm-up dir>: everything opencode
+// loads once per process is loaded, but <workdir>'s instance, which reads the configuration (and so the model), is not
+// made yet. Then it prints `{"type":"opencode-env.ready",...}` and answers pings on stdin (below) until a line
+// `{"prompt": "...", "model": "llm/<id>"}`. It then creates the session in <workdir> and posts the prompt to it as
+// `opencode run` does, and prints the agent's events as `opencode run --format json` does (step_start, text, tool_use,
+// step_finish, error), one JSON line each, until the session is idle. Exit status: 0, or 1 when opencode reported an
+// error (as `opencode run`), 2 when the driver itself failed. serve dies with it.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 
-const [opencode, workdir] = process.argv.slice(2);
-if (!opencode || !workdir) {
-  process.stderr.write('usage: node opencode-serve-driver.mjs <opencode> <workdir>\n');
+const [opencode, workdir, warmUpDir] = process.argv.slice(2);
+if (!opencode || !workdir || !warmUpDir) {
+  process.stderr.write('usage: node opencode-serve-driver.mjs <opencode> <workdir> <warm-up dir>\n');
   process.exit(64);
 }
 const started = performance.now();
@@ -47,10 +49,9 @@ const base = await new Promise((resolve) => {
   };
   serve.stdout.on('data', onData);
 });
-const query = `directory=${encodeURIComponent(workdir)}`;
 
-async function call(method, route, body) {
-  const response = await fetch(`${base}${route}${route.includes('?') ? '&' : '?'}${query}`, {
+async function call(directory, method, route, body) {
+  const response = await fetch(`${base}${route}${route.includes('?') ? '&' : '?'}directory=${encodeURIComponent(directory)}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -60,17 +61,22 @@ async function call(method, route, body) {
   return text ? JSON.parse(text) : null;
 }
 
-let session;
+// The session `opencode run` makes: nobody is there to answer a question or to switch plans.
+const deny = (permission) => ({ permission, action: 'deny', pattern: '*' });
+const newSession = async (directory) =>
+  (await call(directory, 'POST', '/session', { permission: [deny('question'), deny('plan_enter'), deny('plan_exit')] })).id;
+
+let warmUpSession;
 try {
-  // What `opencode run` makes the server load before its first model call: the config, agents and providers.
-  await Promise.all([call('GET', '/config'), call('GET', '/agent'), call('GET', '/config/providers')]);
-  // The session `opencode run` makes: nobody is there to answer a question or to switch plans.
-  const deny = (permission) => ({ permission, action: 'deny', pattern: '*' });
-  session = (await call('POST', '/session', { permission: [deny('question'), deny('plan_enter'), deny('plan_exit')] })).id;
+  // What `opencode run` makes the server load before its first model call (the config, agents, providers, a session),
+  // on the warm-up instance: the code paths are loaded and compiled, <workdir>'s instance is left to the prompt.
+  const warmUp = (method, route) => call(warmUpDir, method, route);
+  await Promise.all([warmUp('GET', '/config'), warmUp('GET', '/agent'), warmUp('GET', '/config/providers')]);
+  warmUpSession = await newSession(warmUpDir);
 } catch (error) {
   fail(`warming opencode serve failed: ${error.message}`);
 }
-print({ type: 'opencode-env.ready', session, ms: Math.round(performance.now() - started) });
+print({ type: 'opencode-env.ready', ms: Math.round(performance.now() - started) });
 
 /** serve's resident memory in MiB (Linux), or null where it cannot be read. */
 function serveRssMiB() {
@@ -89,7 +95,7 @@ const request = await new Promise((resolve) => {
   lines.on('line', (line) => {
     const message = JSON.parse(line);
     if (message.ping === undefined) return resolve(message);
-    call('GET', `/session/${session}`).then(
+    call(warmUpDir, 'GET', `/session/${warmUpSession}`).then(
       () => print({ type: 'opencode-env.pong', ping: message.ping, rss_mib: serveRssMiB() }),
       () => undefined,
     );
@@ -101,14 +107,20 @@ if (request === null) fail('no prompt on stdin');
 const { prompt, model } = request;
 const slash = model.indexOf('/');
 
+let session;
+try {
+  session = await newSession(workdir); // <workdir>'s instance is made now, with the model bound by then
+} catch (error) {
+  fail(`creating the session failed: ${error.message}`);
+}
 // Events first, then the prompt: nothing the session does may come before the subscription.
-const events = await fetch(`${base}/event?${query}`, { headers: { accept: 'text/event-stream' } });
+const events = await fetch(`${base}/event?directory=${encodeURIComponent(workdir)}`, { headers: { accept: 'text/event-stream' } });
 let failed = false;
 const emit = (type, data) => print({ type, timestamp: Date.now(), sessionID: session, ...data });
 const decoder = new TextDecoder();
 let buffer = '';
 const reader = events.body.getReader();
-const posted = call('POST', `/session/${session}/message`, {
+const posted = call(workdir, 'POST', `/session/${session}/message`, {
   model: { providerID: model.slice(0, slash), modelID: model.slice(slash + 1) },
   parts: [{ type: 'text', text: prompt }],
 }).catch((error) => {

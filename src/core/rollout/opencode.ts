@@ -29,7 +29,7 @@ export interface OpencodeSettings {
 }
 
 /** opencode's configuration for one headless run: one custom provider, every permission granted. */
-function opencodeConfig(settings: OpencodeSettings): Record<string, unknown> {
+function opencodeConfig(settings: Omit<OpencodeSettings, 'maxTokensCap'> & { maxTokensCap: number | string }): Record<string, unknown> {
   return {
     autoupdate: false,
     share: 'disabled',
@@ -56,10 +56,60 @@ function opencodeConfig(settings: OpencodeSettings): Record<string, unknown> {
   };
 }
 
-/** Environment for a headless, offline opencode with all its state under `home`. */
-export function opencodeEnv(settings: OpencodeSettings, home: string): Record<string, string> {
+/**
+ * Files under the sandbox's home that a warm opencode reads its model from. opencode substitutes `{file:<path>}` in
+ * OPENCODE_CONFIG_CONTENT each time it loads a project instance, and the rollout's workdir gets its instance only with
+ * the prompt: so one opencode, started before the model is known, ends up with exactly the configuration a cold run
+ * is given inline.
+ */
+const MODEL_BINDING_FILES = { model: '.config/opencode-env/model', maxTokensCap: '.config/opencode-env/max-tokens-cap' } as const;
+
+/** The settings a warm opencode is started with: everything but the model and its output cap, bound later. */
+export type UnboundOpencodeSettings = Omit<OpencodeSettings, 'model' | 'maxTokensCap'>;
+
+/** OPENCODE_CONFIG_CONTENT for `settings`, or, for an unbound opencode, with the model and cap read from the binding files. */
+function configContent(settings: OpencodeSettings | UnboundOpencodeSettings, home: string): string {
+  if ('model' in settings) return JSON.stringify(opencodeConfig(settings));
+  const modelMarker = '\u0000model\u0000';
+  const capMarker = '\u0000cap\u0000';
+  const reference = (file: string) => {
+    const where = path.posix.join(home, file);
+    if (/[{}"\\]/.test(where)) throw new Error(`a home directory opencode cannot read a {file:} reference from: ${where}`);
+    return `{file:${where}}`;
+  };
+  return JSON.stringify(opencodeConfig({ ...settings, model: modelMarker, maxTokensCap: capMarker }))
+    .replaceAll(JSON.stringify(capMarker), reference(MODEL_BINDING_FILES.maxTokensCap))
+    .replaceAll(JSON.stringify(modelMarker).slice(1, -1), reference(MODEL_BINDING_FILES.model));
+}
+
+/**
+ * What binds a warm opencode to a model: file path (absolute) -> content, written before its prompt. Null for a model
+ * id the substitution would not give back as it is (opencode trims what it reads, and a `{` could start another
+ * reference): such a rollout starts cold.
+ */
+export function modelBindingFiles(settings: Pick<OpencodeSettings, 'model' | 'maxTokensCap'>, home: string): Record<string, string> | null {
+  if (settings.model !== settings.model.trim() || /[{}]/.test(settings.model)) return null;
   return {
-    OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(settings)),
+    [path.posix.join(home, MODEL_BINDING_FILES.model)]: settings.model,
+    [path.posix.join(home, MODEL_BINDING_FILES.maxTokensCap)]: String(settings.maxTokensCap),
+  };
+}
+
+/**
+ * opencode's model catalogue (models.dev's, thousands of models), replaced by an empty one: opencode rebuilds it for
+ * every project instance, about 0.5 s of CPU each time, and none of it applies to the one custom provider it is given.
+ * The request bodies are the same either way (checked for gpt-, claude, gemini, qwen and other model ids).
+ */
+const EMPTY_MODEL_CATALOGUE = '.config/opencode-env/models.json';
+
+/**
+ * Environment for a headless, offline opencode with all its state under `home`; for unbound settings, the model comes
+ * from `modelBindingFiles`, written before the prompt.
+ */
+export function opencodeEnv(settings: OpencodeSettings | UnboundOpencodeSettings, home: string): Record<string, string> {
+  return {
+    OPENCODE_CONFIG_CONTENT: configContent(settings, home),
+    OPENCODE_MODELS_PATH: path.posix.join(home, EMPTY_MODEL_CATALOGUE),
     OPENCODE_DISABLE_MODELS_FETCH: '1',
     OPENCODE_DISABLE_AUTOUPDATE: '1',
     OPENCODE_DISABLE_SHARE: '1',
@@ -77,8 +127,12 @@ export function opencodeArgs(model: string): string[] {
   return ['run', '--format', 'json', '-m', `${PROVIDER_ID}/${model}`];
 }
 
-/** Files that stop opencode's background `npm install` of its plugin package (a network call): path under home -> content. */
+/**
+ * Files opencode finds under its home, path under home -> content: the empty model catalogue, and what stops its
+ * background `npm install` of its plugin package (a network call).
+ */
 export const OPENCODE_HOME_FILES: Record<string, string> = {
+  [EMPTY_MODEL_CATALOGUE]: '{}',
   '.config/opencode/node_modules/.keep': '',
   '.config/opencode/package-lock.json': JSON.stringify({
     lockfileVersion: 3,
@@ -86,14 +140,19 @@ export const OPENCODE_HOME_FILES: Record<string, string> = {
   }),
 };
 
+/** Writes opencode's home files into the sandbox, plus `extra` (absolute path -> content): one archive on a remote backend. */
+export async function prepareOpencodeHome(sandbox: Sandbox, extra: Record<string, string> = {}): Promise<void> {
+  const files = Object.entries(OPENCODE_HOME_FILES).map(([file, content]) => ({ path: path.posix.join(sandbox.homeDir, file), content }));
+  await sandbox.writeFiles([...files, ...Object.entries(extra).map(([file, content]) => ({ path: file, content }))]);
+}
+
 /**
  * Prepares opencode to run headless and offline in `sandbox`: a private config and state under the
  * sandbox's home, every permission granted, no model-catalogue fetch, no plugin install, and the model
  * reached only through `baseUrl`.
  */
 export async function planOpencodeRun(sandbox: Sandbox, settings: OpencodeSettings & { instruction: string }): Promise<OpencodeRunPlan> {
-  for (const [file, content] of Object.entries(OPENCODE_HOME_FILES))
-    await sandbox.writeFile(path.posix.join(sandbox.homeDir, file), content);
+  await prepareOpencodeHome(sandbox);
   const opencode = await sandbox.binaryPath('opencode');
   return { argv: [opencode, ...opencodeArgs(settings.model)], stdin: settings.instruction, env: opencodeEnv(settings, sandbox.homeDir) };
 }

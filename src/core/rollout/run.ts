@@ -294,7 +294,10 @@ export class RolloutRunner implements RolloutService {
             // The prompt starts the agent: the deadline and the signal run from there, as for a cold start.
             agent = await runToCompletion(
               { timeoutMs: spec.agent_timeout_s * 1000, maxOutputBytes: 64 * 1024, ...output, ...(signal ? { signal } : {}) },
-              (io) => warmAgent.prompt(spec.instruction, { onStdout: io.onStdout!, onStderr: io.onStderr! }),
+              (io) =>
+                warmAgent
+                  .prompt(spec.instruction, agentSettings, { onStdout: io.onStdout!, onStderr: io.onStderr! })
+                  .catch(rethrowAs('sandbox')),
             );
             if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
               throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);

@@ -1,21 +1,30 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../log.js';
 import type { LlmChannel, Sandbox, SandboxProcess, SandboxProvider } from '../../sandbox/types.js';
-import { opencodeArgs, planOpencodeRun, type OpencodeSettings } from './opencode.js';
+import path from 'node:path';
+import { modelBindingFiles, opencodeArgs, opencodeEnv, prepareOpencodeHome, type OpencodeSettings } from './opencode.js';
 
 /**
  * The warm pool: sandboxes kept ready with opencode serve started, its instance loaded and its session made, by the
  * in-sandbox driver (resources/sandbox/opencode-serve-driver.mjs), so that a rollout's agent reaches the model in a
  * fraction of a second instead of seconds. One entry serves one rollout and goes with its sandbox; the pool refills.
  *
- * An entry is made for opencode's settings (model id, output cap, thinking, compaction), not for any model: opencode
- * picks its system prompt and sampling parameters by model id (gpt-, claude, gemini each get others), so a model
- * renamed for it would see other requests than a cold run's. The endpoint, key and budgets are the proxy's, bound
- * when the rollout takes the entry. The pool aims at the settings of the last rollout that asked.
+ * An entry serves any model: opencode is started without one, and the rollout that takes it binds its model and output
+ * cap (files the workdir's project instance reads as it loads, with the prompt), so opencode is configured exactly as
+ * a cold run is, down to the system prompt and sampling it picks by model id. The endpoint, key and budgets are the
+ * proxy's, bound when the rollout takes the entry. What is fixed when opencode starts (thinking off, compaction) is
+ * what an entry is made for: the pool aims at that of the last rollout that asked.
  */
 
-/** opencode's settings that an entry is made for; the base URL is each sandbox's own LLM channel. */
+/** What a rollout asks of opencode; the base URL is each sandbox's own LLM channel. */
 export type WarmSettings = Omit<OpencodeSettings, 'baseUrl' | 'apiKey'>;
+/** The part of it an entry is made for: all but the model and its output cap. */
+type EntrySettings = Omit<WarmSettings, 'model' | 'maxTokensCap'>;
+
+const entrySettings = ({ disableThinking, autoCompact }: WarmSettings): EntrySettings => ({
+  disableThinking: disableThinking ?? false,
+  autoCompact: autoCompact ?? false,
+});
 
 export interface WarmPoolOptions {
   provider: SandboxProvider;
@@ -41,8 +50,15 @@ export interface WarmAgent {
   readonly sandbox: Sandbox;
   /** The rollout's LLM connections from now on; before this, none is expected and any is dropped. */
   bindLlm(accept: (connection: Duplex) => void): void;
-  /** Starts the agent: its events arrive on `onStdout` as `opencode run --format json` prints them; exit as run's. */
-  prompt(instruction: string, output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void }): Promise<SandboxProcess>;
+  /**
+   * Binds the model and starts the agent: its events arrive on `onStdout` as `opencode run --format json` prints them;
+   * exit as run's.
+   */
+  prompt(
+    instruction: string,
+    model: Pick<WarmSettings, 'model' | 'maxTokensCap'>,
+    output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void },
+  ): Promise<SandboxProcess>;
   /** How long the sandbox still lives. */
   remainingLifetimeMs(): number;
 }
@@ -74,7 +90,6 @@ class WarmEntry implements WarmAgent {
     private readonly channel: LlmChannel,
     private readonly driver: SandboxProcess,
     private readonly lifetimeMs: number,
-    private readonly model: string,
     readyTimeoutMs: number,
     attach: (onStdout: (chunk: Buffer) => void, onStderr: (chunk: Buffer) => void) => void,
   ) {
@@ -141,11 +156,15 @@ class WarmEntry implements WarmAgent {
 
   async prompt(
     instruction: string,
+    model: Pick<WarmSettings, 'model' | 'maxTokensCap'>,
     output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void },
   ): Promise<SandboxProcess> {
+    const binding = modelBindingFiles(model, this.sandbox.homeDir);
+    if (!binding) throw new Error(`a warm opencode cannot be bound to the model id ${JSON.stringify(model.model)}`);
+    await this.sandbox.writeFiles(Object.entries(binding).map(([file, content]) => ({ path: file, content })));
     this.stdout = output.onStdout;
     this.stderr = output.onStderr;
-    await this.driver.write(`${JSON.stringify({ prompt: instruction, model: opencodeArgs(this.model).at(-1) })}\n`);
+    await this.driver.write(`${JSON.stringify({ prompt: instruction, model: opencodeArgs(model.model).at(-1) })}\n`);
     await this.driver.endInput();
     return this.driver;
   }
@@ -161,7 +180,7 @@ class WarmEntry implements WarmAgent {
 }
 
 export class WarmPool {
-  private target: { key: string; settings: WarmSettings } | null = null;
+  private target: { key: string; settings: EntrySettings } | null = null;
   private readonly ready: WarmEntry[] = [];
   private starting = 0;
   private closed = false;
@@ -171,11 +190,16 @@ export class WarmPool {
 
   constructor(private readonly options: WarmPoolOptions) {}
 
-  /** A ready agent for these settings, or null (the rollout then starts cold); either way the pool aims at them. */
+  /**
+   * A ready agent for these settings, or null (the rollout then starts cold); either way the pool aims at them. A model
+   * id that cannot be bound (see `modelBindingFiles`) gets null and leaves the pool as it is.
+   */
   take(settings: WarmSettings, minLifetimeMs: number): WarmAgent | null {
-    const key = JSON.stringify(settings);
+    if (modelBindingFiles(settings, '/') === null) return null;
+    const made = entrySettings(settings);
+    const key = JSON.stringify(made);
     if (this.target?.key !== key) {
-      this.target = { key, settings };
+      this.target = { key, settings: made };
       // Made for other settings: of no use to the rollouts to come.
       for (const entry of this.ready.splice(0)) this.retire(entry, 'settings changed');
     }
@@ -269,23 +293,28 @@ export class WarmPool {
     }
   }
 
-  private async make(settings: WarmSettings): Promise<WarmEntry> {
+  private async make(settings: EntrySettings): Promise<WarmEntry> {
     const lifetimeMs = this.options.idleMs + this.options.readyTimeoutMs + WARM_ROLLOUT_ROOM_MS;
     const sandbox = await this.options.provider.create({ label: 'warm', lifetimeMs });
     let entry: WarmEntry | null = null;
     try {
       const channel = await sandbox.openLlmChannel((connection) => (entry ? entry.connection(connection) : connection.destroy()));
       const opencode = await sandbox.ensureBinary('opencode');
-      const plan = await planOpencodeRun(sandbox, { ...settings, baseUrl: `${channel.url}/v1`, instruction: '' });
+      // Not the workdir: its instance is made with the prompt, once the model is bound. (The file makes the directory.)
+      const warmUpDir = path.posix.join(sandbox.homeDir, '.cache/opencode-env/warm-up');
+      await prepareOpencodeHome(sandbox, {
+        ...modelBindingFiles({ model: 'unbound', maxTokensCap: 1 }, sandbox.homeDir),
+        [path.posix.join(warmUpDir, '.keep')]: '',
+      });
       const [node, driver] = await Promise.all([sandbox.binaryPath('node'), sandbox.resourcePath('sandbox/opencode-serve-driver.mjs')]);
       let onStdout: (chunk: Buffer) => void = () => undefined;
       let onStderr: (chunk: Buffer) => void = () => undefined;
-      const started = await sandbox.start(await channel.command([node, driver, opencode.path, sandbox.workdir]), {
-        env: plan.env,
+      const started = await sandbox.start(await channel.command([node, driver, opencode.path, sandbox.workdir, warmUpDir]), {
+        env: opencodeEnv({ ...settings, baseUrl: `${channel.url}/v1` }, sandbox.homeDir),
         onStdout: (chunk) => onStdout(chunk),
         onStderr: (chunk) => onStderr(chunk),
       });
-      entry = new WarmEntry(sandbox, channel, started, lifetimeMs, settings.model, this.options.readyTimeoutMs, (out, err) => {
+      entry = new WarmEntry(sandbox, channel, started, lifetimeMs, this.options.readyTimeoutMs, (out, err) => {
         onStdout = out;
         onStderr = err;
       });
