@@ -123,7 +123,11 @@ describe('opencode serve, warmed ahead without a model, bound to one with the pr
       const files: Record<string, string> = {};
       for (const name of ['fizzbuzz.py']) files[name] = (await sandbox.readFile(`${sandbox.workdir}/${name}`)).toString('utf8');
       return {
-        bodies: llm.requests.slice(firstRequest).map((request) => normalized(request.body, sandbox.workdir)),
+        // opencode sends its title request beside the agent's first: which arrives first varies with the load.
+        bodies: llm.requests
+          .slice(firstRequest)
+          .map((request) => normalized(request.body, sandbox.workdir))
+          .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
         eventTypes: events.map((event) => event.type),
         files,
         exitCode,

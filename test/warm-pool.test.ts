@@ -4,8 +4,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import path from 'node:path';
+import { RolloutRunner } from '../src/core/rollout/run.js';
+import { rolloutRequestSchema } from '../src/core/rollout/schema.js';
 import { WarmPool, type WarmPoolOptions } from '../src/core/rollout/warm-pool.js';
+import { TraceStore } from '../src/core/traces.js';
+import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { Semaphore } from '../src/util/semaphore.js';
 import type { SandboxProvider } from '../src/sandbox/types.js';
 import { findProcessesByEnvMarker } from '../src/util/process-tree.js';
 import { serverEnv, startE2bStandIn, type E2bStandIn } from './helpers/e2b-standin/index.js';
@@ -183,6 +189,46 @@ describe('the warm pool watchdog', () => {
       // What the pool was still making dies with the provider's sandboxes, as at a server's shutdown: the next test
       // must see only its own.
       await provider.killAll();
+    }
+  });
+
+  it('runs opencode cold in the same sandbox when a taken warm one makes no LLM request after its prompt', async () => {
+    const llm = await startScripted(exampleScript('script.json'));
+    const warm = pool({ healthIntervalMs: 600_000 });
+    const dataDir = makeSystemTempDir('warm-hang-data');
+    try {
+      const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, OPENCODE_ENV_DATA_DIR: dataDir });
+      const runner = new RolloutRunner({
+        provider,
+        traces: new TraceStore(path.join(dataDir, 'traces')),
+        concurrency: new Semaphore(1),
+        endpoints: config.rollouts.endpoints,
+        maxConsecutiveUpstreamFailures: 3,
+        maxRequestBytes: config.rollouts.maxRequestBytes,
+        logger: createLogger('silent'),
+        warmPool: warm,
+        warmFirstRequestMs: 3_000,
+      });
+      warm.take(settings, 0);
+      await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
+      const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
+      const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
+      const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
+      assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
+      // Hung as opencode can hang at start-up: it takes the prompt and never calls the model.
+      process.kill(serve[0]!, 'SIGSTOP');
+      const spec = rolloutRequestSchema.parse({ ...exampleTask(), task_id: 'hung-warm', base_url: llm.url, model: settings.model });
+      const result = await runner.run(spec);
+      assert.equal(result.reward, 1, `the cold run did the work: ${JSON.stringify(result.error)}`);
+      assert.equal(result.warm_start, false, 'the agent that ran was a cold one');
+      assert.equal(warm.stats.taken, 1, 'the rollout took the warm entry first');
+      assert.ok(result.agent_log_tail.includes('made no LLM request 3 s after its prompt'), result.agent_log_tail);
+      assert.ok(result.proxy_turns.length >= 2, "the cold run called the model through the rollout's proxy");
+    } finally {
+      await warm.close();
+      await provider.killAll();
+      await llm.close();
+      removeDir(dataDir);
     }
   });
 });

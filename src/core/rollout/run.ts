@@ -2,7 +2,7 @@ import path from 'node:path';
 import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { runToCompletion } from '../../sandbox/run-to-completion.js';
-import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProvider } from '../../sandbox/types.js';
+import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProcess, type SandboxProvider } from '../../sandbox/types.js';
 import { Cancellation } from '../../util/cancel-group.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { Semaphore } from '../../util/semaphore.js';
@@ -35,7 +35,15 @@ export interface RolloutRunnerDeps {
   agentProblem?: () => string | null;
   /** Sandboxes with opencode already started (OPENCODE_ENV_WARM_POOL); without it every rollout starts cold. */
   warmPool?: WarmPool | null;
+  /**
+   * A warm opencode that has not called the model this long after its prompt is taken for hung (opencode can hang
+   * at start-up at 0% CPU) and replaced by a cold one in the same sandbox. Default WARM_FIRST_REQUEST_MS.
+   */
+  warmFirstRequestMs?: number;
 }
+
+/** Warm, the first LLM request comes well under a second after the prompt (cold: 2-3 s, 9 s on a loaded machine). */
+export const WARM_FIRST_REQUEST_MS = 30_000;
 
 export interface RolloutRunOptions {
   signal?: AbortSignal | undefined;
@@ -264,6 +272,7 @@ export class RolloutRunner implements RolloutService {
       } else {
         // Assigned inside the sandbox phase's callback, which the compiler does not follow.
         const warmAgent = warm as WarmAgent | null;
+        let warmCalledModel = false;
         // A warm sandbox's opencode was found (or installed) when the pool made it: not again on the rollout's path.
         if (!warmAgent) {
           // Timed as a phase of its own only when a template lacked opencode and it had to be installed.
@@ -278,8 +287,11 @@ export class RolloutRunner implements RolloutService {
           const recorder = await this.startProxy(spec, endpoint, progress, (turn) => trace.appendTurn(turn));
           proxy = recorder; // closed in `finally` even when the channel cannot be opened
           if (warmAgent) {
-            warmAgent.bindLlm((connection) => recorder.accept(connection));
-            return { recorder, llmChannel: null };
+            warmAgent.bindLlm((connection) => {
+              warmCalledModel = true;
+              recorder.accept(connection);
+            });
+            return { recorder, llmChannel: warmAgent.llmChannel };
           }
           // How the agent reaches the proxy is the backend's business; the runner only hands it connections.
           const llmChannel = await box.openLlmChannel((connection) => recorder.accept(connection)).catch(rethrowAs('sandbox'));
@@ -289,26 +301,13 @@ export class RolloutRunner implements RolloutService {
 
         await phase('agent', async () => {
           const output = { onStdout: (chunk: Buffer) => events.push(chunk), onStderr: (chunk: Buffer) => agentStderr.push(chunk) };
-          let agent: { exitCode: number; timedOut: boolean; aborted: boolean };
-          if (warmAgent) {
-            // The prompt starts the agent: the deadline and the signal run from there, as for a cold start.
-            agent = await runToCompletion(
-              { timeoutMs: spec.agent_timeout_s * 1000, maxOutputBytes: 64 * 1024, ...output, ...(signal ? { signal } : {}) },
-              (io) =>
-                warmAgent
-                  .prompt(spec.instruction, agentSettings, { onStdout: io.onStdout!, onStderr: io.onStderr! })
-                  .catch(rethrowAs('sandbox')),
-            );
-            if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
-              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
-            }
-          } else {
+          const runCold = async () => {
             const plan = await planOpencodeRun(box, {
               ...agentSettings,
               instruction: spec.instruction,
-              baseUrl: `${llmChannel!.url}/v1`,
+              baseUrl: `${llmChannel.url}/v1`,
             }).catch(rethrowAs('sandbox'));
-            agent = await box.run(await llmChannel!.command(plan.argv), {
+            return box.run(await llmChannel.command(plan.argv), {
               env: plan.env,
               stdin: plan.stdin,
               timeoutMs: spec.agent_timeout_s * 1000,
@@ -316,6 +315,39 @@ export class RolloutRunner implements RolloutService {
               ...output,
               ...(signal ? { signal } : {}),
             });
+          };
+          let agent: { exitCode: number; timedOut: boolean; aborted: boolean };
+          if (warmAgent) {
+            let driver: SandboxProcess | null = null;
+            let hung = false;
+            const firstRequestMs = this.deps.warmFirstRequestMs ?? WARM_FIRST_REQUEST_MS;
+            const watchdog = setTimeout(() => {
+              if (warmCalledModel) return;
+              hung = true;
+              void driver?.kill();
+            }, firstRequestMs);
+            // The prompt starts the agent: the deadline and the signal run from there, as for a cold start.
+            agent = await runToCompletion(
+              { timeoutMs: spec.agent_timeout_s * 1000, maxOutputBytes: 64 * 1024, ...output, ...(signal ? { signal } : {}) },
+              (io) =>
+                warmAgent
+                  .prompt(spec.instruction, agentSettings, { onStdout: io.onStdout!, onStderr: io.onStderr! })
+                  .then((started) => (driver = started))
+                  .catch(rethrowAs('sandbox')),
+            ).finally(() => clearTimeout(watchdog));
+            if (hung && !agent.aborted && !warmCalledModel) {
+              // It never reached the model, so nothing of it is in the trace: the cold run is the rollout's agent.
+              const message = `the warm opencode made no LLM request ${firstRequestMs / 1000} s after its prompt; starting opencode cold in the same sandbox`;
+              this.deps.logger.warn({ rolloutId, sandbox: box.id }, message);
+              progress(message);
+              agentStderr.push(Buffer.from(`[opencode-env] ${message}\n`));
+              result.warm_start = false;
+              agent = await runCold();
+            } else if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
+              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
+            }
+          } else {
+            agent = await runCold();
           }
           events.finish();
           result.agent_exit_code = agent.timedOut || agent.aborted ? null : agent.exitCode;

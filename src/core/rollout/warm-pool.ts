@@ -48,6 +48,8 @@ type RetireReason = 'settings changed' | 'idle' | 'no answer' | 'memory' | 'exit
 /** A ready agent, taken by one rollout: bind the LLM channel to its proxy, then send the prompt. */
 export interface WarmAgent {
   readonly sandbox: Sandbox;
+  /** The sandbox's LLM channel: its connections go where `bindLlm` says. */
+  readonly llmChannel: LlmChannel;
   /** The rollout's LLM connections from now on; before this, none is expected and any is dropped. */
   bindLlm(accept: (connection: Duplex) => void): void;
   /**
@@ -87,7 +89,7 @@ class WarmEntry implements WarmAgent {
 
   constructor(
     readonly sandbox: Sandbox,
-    private readonly channel: LlmChannel,
+    readonly llmChannel: LlmChannel,
     private readonly driver: SandboxProcess,
     private readonly lifetimeMs: number,
     readyTimeoutMs: number,
@@ -174,7 +176,7 @@ class WarmEntry implements WarmAgent {
   }
 
   async discard(): Promise<void> {
-    await this.channel.close().catch(() => undefined);
+    await this.llmChannel.close().catch(() => undefined);
     await this.sandbox.kill().catch(() => undefined);
   }
 }
