@@ -3,7 +3,9 @@
  * pool (cold, the baseline) and on one with OPENCODE_ENV_WARM_POOL=2, measured in the same run:
  *  - call -> first LLM request, p50 (target: <= 0.5 s warm);
  *  - rollouts per minute at concurrency 1, and machine CPU per rollout (the pool's refills included);
- *  - the idle pool's memory: resident set of its opencode serve, driver and bridge processes.
+ *  - the idle pool's memory: resident set of its opencode serve, driver and bridge processes;
+ *  - the peak resident set of every opencode-side process (waiting entries, the agent running, bridges) while the
+ *    rollouts ran, sampled every 200 ms: what a pool costs in memory on top of the rollouts' own.
  * Sizes: BENCH_WARM_ROLLOUTS rollouts per setting (default 6). The first warm rollout points the pool at the
  * rollout's settings and is not counted.
  */
@@ -47,7 +49,11 @@ interface SettingResult {
   rolloutsPerMinute: number;
   cpuPerRollout: number;
   rewarded: number;
+  peakMiB: number;
 }
+
+/** Every process on the agent's side: opencode (run or serve), the warm driver, the LLM bridges. */
+const AGENT_SIDE = /opencode(\.exe)? (run|serve)|opencode-serve-driver|llm-bridge/;
 
 async function measure(pool: number): Promise<{ result: SettingResult; idlePool: { mib: number; processes: number } | null }> {
   const llm = await startScriptedLlm({ script: await loadScript(path.join(repo, 'resources/examples/fizzbuzz/script.json')) });
@@ -83,6 +89,8 @@ async function measure(pool: number): Promise<{ result: SettingResult; idlePool:
     const firstRequestMs: number[] = [];
     let warmStarts = 0;
     let rewarded = 0;
+    let peakMiB = 0;
+    const sampler = setInterval(() => (peakMiB = Math.max(peakMiB, residentMiB(AGENT_SIDE).mib)), 200);
     const cpu0 = machineBusySeconds();
     const started = performance.now();
     for (let i = 0; i < ROLLOUTS; i++) {
@@ -92,6 +100,7 @@ async function measure(pool: number): Promise<{ result: SettingResult; idlePool:
       if (result.reward === 1) rewarded++;
     }
     const wallMs = performance.now() - started;
+    clearInterval(sampler);
     return {
       result: {
         firstRequestMs,
@@ -99,6 +108,7 @@ async function measure(pool: number): Promise<{ result: SettingResult; idlePool:
         rolloutsPerMinute: ROLLOUTS / (wallMs / 60_000),
         cpuPerRollout: (machineBusySeconds() - cpu0) / ROLLOUTS,
         rewarded,
+        peakMiB,
       },
       idlePool,
     };
@@ -123,9 +133,19 @@ async function main(): Promise<void> {
     fmtMs(percentile(r.firstRequestMs, 90)),
     r.rolloutsPerMinute.toFixed(1),
     `${r.cpuPerRollout.toFixed(2)} s`,
+    `${r.peakMiB.toFixed(0)} MiB`,
   ];
   printTable(
-    ['setting', 'reward 1', 'warm starts', 'call -> first LLM request p50', 'p90', 'rollouts/min (c=1)', 'machine CPU / rollout'],
+    [
+      'setting',
+      'reward 1',
+      'warm starts',
+      'call -> first LLM request p50',
+      'p90',
+      'rollouts/min (c=1)',
+      'machine CPU / rollout',
+      'peak RSS, agent side',
+    ],
     [row('cold (baseline, pool 0)', cold.result), row(`warm (pool ${POOL})`, warm.result)],
   );
   const ratio = median(cold.result.firstRequestMs) / median(warm.result.firstRequestMs);
