@@ -157,6 +157,15 @@ describe('the warm pool watchdog', () => {
       ...options,
     });
 
+  /** Freezes (SIGSTOP) the one opencode serve of this suite's sandboxes: other tests may run their own at the same time. */
+  async function freezeServe(): Promise<void> {
+    const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
+    const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
+    const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
+    assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
+    process.kill(serve[0]!, 'SIGSTOP');
+  }
+
   it('replaces a waiting opencode that grew past the memory bound', async () => {
     const warm = pool({ maxRssMiB: 1 });
     try {
@@ -176,12 +185,7 @@ describe('the warm pool watchdog', () => {
     try {
       warm.take(settings, 0);
       await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
-      // This pool's opencode serve: other tests may run their own at the same time.
-      const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
-      const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
-      const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
-      assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
-      process.kill(serve[0]!, 'SIGSTOP');
+      await freezeServe();
       await waitFor(() => (warm.stats.retired['no answer'] ?? 0) >= 1, 30_000, 'the frozen one replaced');
       await waitFor(() => warm.stats.made >= 2, 120_000, 'a fresh one made');
     } finally {
@@ -211,12 +215,8 @@ describe('the warm pool watchdog', () => {
       });
       warm.take(settings, 0);
       await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
-      const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
-      const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
-      const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
-      assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
       // Hung as opencode can hang at start-up: it takes the prompt and never calls the model.
-      process.kill(serve[0]!, 'SIGSTOP');
+      await freezeServe();
       const spec = rolloutRequestSchema.parse({ ...exampleTask(), task_id: 'hung-warm', base_url: llm.url, model: settings.model });
       const result = await runner.run(spec);
       assert.equal(result.reward, 1, `the cold run did the work: ${JSON.stringify(result.error)}`);
