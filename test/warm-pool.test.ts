@@ -157,13 +157,13 @@ describe('the warm pool watchdog', () => {
       ...options,
     });
 
-  /** Freezes (SIGSTOP) the one opencode serve of this suite's sandboxes: other tests may run their own at the same time. */
-  async function freezeServe(): Promise<void> {
+  /** Signals the one opencode serve of this suite's sandboxes (other tests may run their own at the same time). */
+  async function signalServe(signal: 'SIGSTOP' | 'SIGKILL' = 'SIGSTOP'): Promise<void> {
     const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
     const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
     const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
     assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
-    process.kill(serve[0]!, 'SIGSTOP');
+    process.kill(serve[0]!, signal);
   }
 
   it('replaces a waiting opencode that grew past the memory bound', async () => {
@@ -185,7 +185,7 @@ describe('the warm pool watchdog', () => {
     try {
       warm.take(settings, 0);
       await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
-      await freezeServe();
+      await signalServe();
       await waitFor(() => (warm.stats.retired['no answer'] ?? 0) >= 1, 30_000, 'the frozen one replaced');
       await waitFor(() => warm.stats.made >= 2, 120_000, 'a fresh one made');
     } finally {
@@ -196,41 +196,64 @@ describe('the warm pool watchdog', () => {
     }
   });
 
-  it('runs opencode cold in the same sandbox when a taken warm one makes no LLM request after its prompt', async () => {
-    const llm = await startScripted(exampleScript('script.json'));
-    const warm = pool({ healthIntervalMs: 600_000 });
-    const dataDir = makeSystemTempDir('warm-hang-data');
-    try {
-      const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, OPENCODE_ENV_DATA_DIR: dataDir });
-      const runner = new RolloutRunner({
-        provider,
-        traces: new TraceStore(path.join(dataDir, 'traces')),
-        concurrency: new Semaphore(1),
-        endpoints: config.rollouts.endpoints,
-        maxConsecutiveUpstreamFailures: 3,
-        maxRequestBytes: config.rollouts.maxRequestBytes,
-        logger: createLogger('silent'),
-        warmPool: warm,
-        warmFirstRequestMs: 3_000,
-      });
-      warm.take(settings, 0);
-      await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
-      // Hung as opencode can hang at start-up: it takes the prompt and never calls the model.
-      await freezeServe();
-      const spec = rolloutRequestSchema.parse({ ...exampleTask(), task_id: 'hung-warm', base_url: llm.url, model: settings.model });
-      const result = await runner.run(spec);
-      assert.equal(result.reward, 1, `the cold run did the work: ${JSON.stringify(result.error)}`);
-      assert.equal(result.warm_start, false, 'the agent that ran was a cold one');
-      assert.equal(warm.stats.taken, 1, 'the rollout took the warm entry first');
-      assert.ok(result.agent_log_tail.includes('made no LLM request 3 s after its prompt'), result.agent_log_tail);
-      assert.ok(result.proxy_turns.length >= 2, "the cold run called the model through the rollout's proxy");
-    } finally {
-      await warm.close();
-      await provider.killAll();
-      await llm.close();
-      removeDir(dataDir);
-    }
-  });
+  /** A rollout runner on this suite's provider, taking from `warm`, with a short first-request deadline. */
+  function runnerWith(warm: WarmPool, dataDir: string): RolloutRunner {
+    const config = loadConfig({ OPENCODE_ENV_SANDBOX_DIR: rootDir, OPENCODE_ENV_DATA_DIR: dataDir });
+    return new RolloutRunner({
+      provider,
+      traces: new TraceStore(path.join(dataDir, 'traces')),
+      concurrency: new Semaphore(1),
+      endpoints: config.rollouts.endpoints,
+      maxConsecutiveUpstreamFailures: 3,
+      maxRequestBytes: config.rollouts.maxRequestBytes,
+      logger: createLogger('silent'),
+      warmPool: warm,
+      warmFirstRequestMs: 3_000,
+    });
+  }
+
+  for (const [what, when, why] of [
+    ['makes no LLM request after its prompt (serve frozen)', 'before', 'made no LLM request 3 s after its prompt'],
+    ['exited after it was taken, before its prompt (serve killed during setup)', 'during setup', 'exited before its prompt'],
+  ] as const) {
+    it(`runs opencode cold in the same sandbox when a taken warm one ${what}`, async () => {
+      const llm = await startScripted(exampleScript('script.json'));
+      const warm = pool({ healthIntervalMs: 600_000 });
+      const dataDir = makeSystemTempDir('warm-fallback-data');
+      try {
+        const runner = runnerWith(warm, dataDir);
+        warm.take(settings, 0);
+        await waitFor(() => warm.stats.made >= 1, 120_000, 'a warm opencode');
+        const task = exampleTask();
+        const spec = rolloutRequestSchema.parse({
+          ...task,
+          task_id: 'warm-fallback',
+          base_url: llm.url,
+          model: settings.model,
+          // Time for the test to kill serve once the rollout has taken the entry.
+          ...(when === 'during setup' ? { setup: [...(task.setup ?? []), 'sleep 3'] } : {}),
+        });
+        // Hung as opencode can hang at start-up: it takes the prompt and never calls the model.
+        if (when === 'before') await signalServe('SIGSTOP');
+        const running = runner.run(spec);
+        if (when === 'during setup') {
+          await waitFor(() => warm.stats.taken === 1, 30_000, 'the rollout to take the warm entry');
+          await signalServe('SIGKILL');
+        }
+        const result = await running;
+        assert.equal(result.reward, 1, `the cold run did the work: ${JSON.stringify(result.error)}`);
+        assert.equal(result.warm_start, false, 'the agent that ran was a cold one');
+        assert.equal(warm.stats.taken, 1, 'the rollout took the warm entry first');
+        assert.ok(result.agent_log_tail.includes(`the warm opencode ${why}`), result.agent_log_tail);
+        assert.ok(result.proxy_turns.length >= 2, "the cold run called the model through the rollout's proxy");
+      } finally {
+        await warm.close();
+        await provider.killAll();
+        await llm.close();
+        removeDir(dataDir);
+      }
+    });
+  }
 });
 
 /** Host pids whose command line matches. */

@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { InfrastructureError, InvalidInputError, SandboxError, type InfrastructureErrorKind } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { runToCompletion } from '../../sandbox/run-to-completion.js';
-import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProcess, type SandboxProvider } from '../../sandbox/types.js';
+import { HARBOR_TESTS_DIR, type Sandbox, type SandboxProvider } from '../../sandbox/types.js';
 import { Cancellation } from '../../util/cancel-group.js';
 import { CappedOutput } from '../../util/capped-output.js';
 import type { Semaphore } from '../../util/semaphore.js';
@@ -15,6 +14,7 @@ import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
 import { blankRolloutResult, type CommandRecord, type RolloutPhase, type RolloutResult, type RolloutSpec } from './schema.js';
 import { computeReward, runShellCommand } from './verifier.js';
 import { WARM_DRIVER_FAILED, type WarmAgent, type WarmPool, type WarmSettings } from './warm-pool.js';
+import { runWarmAgent, WARM_FIRST_REQUEST_MS } from './warm-run.js';
 
 const TAIL_CHARS = 2000;
 /** Slack on top of the phases' own time limits before a rollout's sandbox is killed regardless. */
@@ -41,9 +41,6 @@ export interface RolloutRunnerDeps {
    */
   warmFirstRequestMs?: number;
 }
-
-/** Warm, the first LLM request comes well under a second after the prompt (cold: 2-3 s, 9 s on a loaded machine). */
-export const WARM_FIRST_REQUEST_MS = 30_000;
 
 export interface RolloutRunOptions {
   signal?: AbortSignal | undefined;
@@ -317,36 +314,31 @@ export class RolloutRunner implements RolloutService {
             });
           };
           let agent: { exitCode: number; timedOut: boolean; aborted: boolean };
-          if (warmAgent) {
-            let driver: SandboxProcess | null = null;
-            let hung = false;
-            const firstRequestMs = this.deps.warmFirstRequestMs ?? WARM_FIRST_REQUEST_MS;
-            const watchdog = setTimeout(() => {
-              if (warmCalledModel) return;
-              hung = true;
-              void driver?.kill();
-            }, firstRequestMs);
-            // The prompt starts the agent: the deadline and the signal run from there, as for a cold start.
-            agent = await runToCompletion(
-              { timeoutMs: spec.agent_timeout_s * 1000, maxOutputBytes: 64 * 1024, ...output, ...(signal ? { signal } : {}) },
-              (io) =>
-                warmAgent
-                  .prompt(spec.instruction, agentSettings, { onStdout: io.onStdout!, onStderr: io.onStderr! })
-                  .then((started) => (driver = started))
-                  .catch(rethrowAs('sandbox')),
-            ).finally(() => clearTimeout(watchdog));
-            if (hung && !agent.aborted && !warmCalledModel) {
+          const warmRun = warmAgent
+            ? await runWarmAgent(warmAgent, {
+                instruction: spec.instruction,
+                model: agentSettings,
+                timeoutMs: spec.agent_timeout_s * 1000,
+                signal,
+                ...output,
+                calledModel: () => warmCalledModel,
+                firstRequestMs: this.deps.warmFirstRequestMs ?? WARM_FIRST_REQUEST_MS,
+              })
+            : null;
+          if (warmRun && 'outcome' in warmRun) {
+            agent = warmRun.outcome;
+            if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
+              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
+            }
+          } else {
+            if (warmRun) {
               // It never reached the model, so nothing of it is in the trace: the cold run is the rollout's agent.
-              const message = `the warm opencode made no LLM request ${firstRequestMs / 1000} s after its prompt; starting opencode cold in the same sandbox`;
+              const message = `the warm opencode ${warmRun.runCold}; starting opencode cold in the same sandbox`;
               this.deps.logger.warn({ rolloutId, sandbox: box.id }, message);
               progress(message);
               agentStderr.push(Buffer.from(`[opencode-env] ${message}\n`));
               result.warm_start = false;
-              agent = await runCold();
-            } else if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
-              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
             }
-          } else {
             agent = await runCold();
           }
           events.finish();

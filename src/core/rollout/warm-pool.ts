@@ -48,6 +48,8 @@ type RetireReason = 'settings changed' | 'idle' | 'no answer' | 'memory' | 'exit
 /** A ready agent, taken by one rollout: bind the LLM channel to its proxy, then send the prompt. */
 export interface WarmAgent {
   readonly sandbox: Sandbox;
+  /** The driver (and with it opencode) exited: it can take no prompt. */
+  readonly ended: boolean;
   /** The sandbox's LLM channel: its connections go where `bindLlm` says. */
   readonly llmChannel: LlmChannel;
   /** The rollout's LLM connections from now on; before this, none is expected and any is dropped. */
