@@ -83,12 +83,16 @@ function configContent(settings: OpencodeSettings | UnboundOpencodeSettings, hom
 }
 
 /**
- * What binds a warm opencode to a model: file path (absolute) -> content, written before its prompt. Null for a model
- * id the substitution would not give back as it is (opencode trims what it reads, and a `{` could start another
- * reference): such a rollout starts cold.
+ * Whether a warm opencode can be bound to this model id: not when the substitution would not give it back as it is
+ * (opencode trims what it reads, and a `{` could start another reference). Such a rollout starts cold.
  */
+export function isBindableModel(model: string): boolean {
+  return model === model.trim() && !/[{}]/.test(model);
+}
+
+/** What binds a warm opencode to a model: file path (absolute) -> content, written before its prompt; null if it cannot be. */
 export function modelBindingFiles(settings: Pick<OpencodeSettings, 'model' | 'maxTokensCap'>, home: string): Record<string, string> | null {
-  if (settings.model !== settings.model.trim() || /[{}]/.test(settings.model)) return null;
+  if (!isBindableModel(settings.model)) return null;
   return {
     [path.posix.join(home, MODEL_BINDING_FILES.model)]: settings.model,
     [path.posix.join(home, MODEL_BINDING_FILES.maxTokensCap)]: String(settings.maxTokensCap),

@@ -1,13 +1,14 @@
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../log.js';
 import type { LlmChannel, Sandbox, SandboxProcess, SandboxProvider } from '../../sandbox/types.js';
-import path from 'node:path';
-import { modelBindingFiles, opencodeArgs, opencodeEnv, prepareOpencodeHome, type OpencodeSettings } from './opencode.js';
+import { isBindableModel, modelBindingFiles, opencodeArgs, opencodeEnv, prepareOpencodeHome, type OpencodeSettings } from './opencode.js';
 
 /**
- * The warm pool: sandboxes kept ready with opencode serve started, its instance loaded and its session made, by the
- * in-sandbox driver (resources/sandbox/opencode-serve-driver.mjs), so that a rollout's agent reaches the model in a
- * fraction of a second instead of seconds. One entry serves one rollout and goes with its sandbox; the pool refills.
+ * The warm pool: sandboxes kept ready with opencode serve started and warmed (every code path a first prompt needs,
+ * loaded on a project instance of its own) by the in-sandbox driver (resources/sandbox/opencode-serve-driver.mjs), so
+ * that a rollout's agent reaches the model in a fraction of a second instead of seconds. One entry serves one rollout
+ * and goes with its sandbox; the pool refills.
  *
  * An entry serves any model: opencode is started without one, and the rollout that takes it binds its model and output
  * cap (files the workdir's project instance reads as it loads, with the prompt), so opencode is configured exactly as
@@ -199,7 +200,7 @@ export class WarmPool {
    * id that cannot be bound (see `modelBindingFiles`) gets null and leaves the pool as it is.
    */
   take(settings: WarmSettings, minLifetimeMs: number): WarmAgent | null {
-    if (modelBindingFiles(settings, '/') === null) return null;
+    if (!isBindableModel(settings.model)) return null;
     const made = entrySettings(settings);
     const key = JSON.stringify(made);
     if (this.target?.key !== key) {
