@@ -159,11 +159,16 @@ describe('the warm pool watchdog', () => {
 
   /** Signals the one opencode serve of this suite's sandboxes (other tests may run their own at the same time). */
   async function signalServe(signal: 'SIGSTOP' | 'SIGKILL' = 'SIGSTOP'): Promise<void> {
-    const ids = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
-    const ours = new Set((await Promise.all(ids.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
-    const serve = processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid));
-    assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${ids.join(', ')})`);
+    const { serve, sandboxes } = await ourServes();
+    assert.equal(serve.length, 1, `one opencode serve runs in the pool's sandbox (${sandboxes.join(', ')})`);
     process.kill(serve[0]!, signal);
+  }
+
+  /** The opencode serve processes in this suite's sandboxes, and those sandboxes. */
+  async function ourServes(): Promise<{ serve: number[]; sandboxes: string[] }> {
+    const sandboxes = readdirSync(rootDir).map((name) => name.replace(/^opencode-env-/, ''));
+    const ours = new Set((await Promise.all(sandboxes.map((id) => findProcessesByEnvMarker('OPENCODE_ENV_SANDBOX_ID', id)))).flat());
+    return { serve: processesMatching(/opencode(\.exe)? serve/).filter((pid) => ours.has(pid)), sandboxes };
   }
 
   it('replaces a waiting opencode that grew past the memory bound', async () => {
@@ -172,10 +177,12 @@ describe('the warm pool watchdog', () => {
       assert.equal(warm.take(settings, 0), null, 'nothing is warm at first');
       await waitFor(() => (warm.stats.retired.memory ?? 0) >= 1, 120_000, 'a warm opencode replaced for its memory');
       assert.ok(warm.stats.made >= 1);
+      // The pool is making the replacement now: closing it must stop and kill that one too.
+      await warm.close();
+      const left = await ourServes();
+      assert.deepEqual(left.serve, [], `no opencode serve left once the pool closed (${left.sandboxes.join(', ')})`);
     } finally {
       await warm.close();
-      // What the pool was still making dies with the provider's sandboxes, as at a server's shutdown: the next test
-      // must see only its own.
       await provider.killAll();
     }
   });

@@ -191,6 +191,9 @@ export class WarmPool {
   private closed = false;
   private readonly idleTimers = new Map<WarmEntry, NodeJS.Timeout>();
   private healthTimer: NodeJS.Timeout | null = null;
+  /** Aborted by close(): an entry being made stops at its next step. */
+  private readonly closing = new AbortController();
+  private readonly inFlight = new Set<Promise<unknown>>();
   readonly stats = { made: 0, taken: 0, retired: {} as Partial<Record<RetireReason, number>> };
 
   constructor(private readonly options: WarmPoolOptions) {}
@@ -225,9 +228,18 @@ export class WarmPool {
   /** Kills every entry not taken; entries being made are killed when they are done. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     if (this.healthTimer) clearInterval(this.healthTimer);
     for (const timer of this.idleTimers.values()) clearTimeout(timer);
-    await Promise.all(this.ready.splice(0).map((entry) => entry.discard()));
+    for (const entry of this.ready.splice(0)) this.track(entry.discard());
+    // Entries still being made stop at their next step and kill their sandbox; retired ones finish dying.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Work whose end close() waits for: entries being made or discarded. */
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work)).catch(() => undefined);
   }
 
   private retire(entry: WarmEntry, reason: RetireReason): void {
@@ -235,7 +247,7 @@ export class WarmPool {
     if (reason === 'no answer' || reason === 'memory' || reason === 'exited') {
       this.options.logger.warn({ sandbox: entry.sandbox.id, reason, rssMiB: entry.rssMiB }, 'replacing a warm opencode');
     }
-    void entry.discard();
+    this.track(entry.discard());
   }
 
   /** Replaces waiting entries that did not answer the last ping in time or grew too big, then pings the rest. */
@@ -270,9 +282,9 @@ export class WarmPool {
     while (!this.closed && this.target && this.ready.length + this.starting < this.options.size) {
       this.starting += 1;
       const target = this.target;
-      void this.make(target.settings)
-        .then((entry) => {
-          if (this.closed || this.target?.key !== target.key) return void entry.discard();
+      const making = this.make(target.settings)
+        .then(async (entry) => {
+          if (this.closed || this.target?.key !== target.key) return entry.discard();
           this.stats.made++;
           this.ready.push(entry);
           // An entry nobody takes in time is replaced by a fresh one.
@@ -295,6 +307,7 @@ export class WarmPool {
         .finally(() => {
           this.starting -= 1;
         });
+      this.track(making);
     }
   }
 
@@ -302,7 +315,13 @@ export class WarmPool {
     const lifetimeMs = this.options.idleMs + this.options.readyTimeoutMs + WARM_ROLLOUT_ROOM_MS;
     const sandbox = await this.options.provider.create({ label: 'warm', lifetimeMs });
     let entry: WarmEntry | null = null;
+    let stop: () => void = () => undefined;
+    const closed = new Promise<never>((_resolve, reject) => (stop = () => reject(new Error('the warm pool closed'))));
+    closed.catch(() => undefined);
+    if (this.closing.signal.aborted) stop();
+    else this.closing.signal.addEventListener('abort', stop, { once: true });
     try {
+      if (this.closed) await closed;
       const channel = await sandbox.openLlmChannel((connection) => (entry ? entry.connection(connection) : connection.destroy()));
       const opencode = await sandbox.ensureBinary('opencode');
       // Not the workdir: its instance is made with the prompt, once the model is bound. (The file makes the directory.)
@@ -323,11 +342,13 @@ export class WarmPool {
         onStdout = out;
         onStderr = err;
       });
-      await entry.ready;
+      await Promise.race([entry.ready, closed]);
       return entry;
     } catch (error) {
       await sandbox.kill().catch(() => undefined);
       throw error;
+    } finally {
+      this.closing.signal.removeEventListener('abort', stop);
     }
   }
 }
