@@ -46,6 +46,13 @@ const directRequest = { ...proxyRequest, logprobs: true, top_logprobs: 5, return
 /** 50 words and 50 spaces: 100 tokens for the scripted model's tokenizer. */
 const TURN_TEXT = Array.from({ length: 50 }, (_, i) => `word${i} `).join('');
 const PROXY_CLIENTS = 8;
+/** The build whose model and proxies (a) runs. */
+const PROXY_CLI = process.env.BENCH_PROXY_CLI ?? path.join(repo, 'dist/cli.js');
+/**
+ * BENCH_BASELINE_CLI=/path/to/other/dist/cli.js: a recording proxy of another build (a copy of dist/ from before a change,
+ * next to a package.json and node_modules) runs beside this one, interleaved, so both are measured under the same load.
+ */
+const BASELINE_CLI = process.env.BENCH_BASELINE_CLI || null;
 
 interface TurnTiming {
   total: number;
@@ -69,33 +76,37 @@ async function streamedTurn(url: string, body: string): Promise<TurnTiming> {
  * relay-only proxy (no parsing, no recording) is the floor: what one more HTTP hop costs on this machine.
  */
 async function pairedTurns(
-  urls: { direct: string; proxy: string; relay: string },
+  urls: { direct: string; proxy: string; relay: string; baseline: string | null },
   count: number,
-): Promise<{ direct: TurnTiming[]; proxied: TurnTiming[]; relayed: TurnTiming[] }> {
+): Promise<{ direct: TurnTiming[]; proxied: TurnTiming[]; relayed: TurnTiming[]; baseline: TurnTiming[] }> {
   const directBody = JSON.stringify(directRequest);
   const proxiedBody = JSON.stringify(proxyRequest);
   const direct: TurnTiming[] = [];
   const proxied: TurnTiming[] = [];
   const relayed: TurnTiming[] = [];
+  const baseline: TurnTiming[] = [];
   for (let i = 0; i < count + 20; i++) {
     const d = await streamedTurn(urls.direct, directBody);
     const p = await streamedTurn(urls.proxy, proxiedBody);
     const r = await streamedTurn(urls.relay, directBody);
+    const b = urls.baseline ? await streamedTurn(urls.baseline, proxiedBody) : null;
     if (i >= 20) {
       direct.push(d);
       proxied.push(p);
       relayed.push(r);
+      if (b) baseline.push(b);
     }
   }
-  return { direct, proxied, relayed };
+  return { direct, proxied, relayed, baseline };
 }
 
 /** Starts a CLI subcommand and returns the URL it prints on stdout, its pid, and a way to stop it. */
 async function startCliServer(
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  cli = PROXY_CLI,
 ): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [path.join(repo, 'dist/cli.js'), ...args], {
+  const child = spawn(process.execPath, [cli, ...args], {
     env: { PATH: process.env.PATH, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -136,11 +147,16 @@ async function startModelAndProxy(turn: Record<string, unknown>) {
   const model = await startCliServer(['scripted-llm', '--script', scriptFile]);
   const proxy = await startCliServer(['proxy', '--upstream', model.url, '--top-logprobs', '5', '--max-tokens-cap', '4096']);
   const relay = await startCliServer(['proxy', '--upstream', model.url, '--relay-only']);
+  const baseline = BASELINE_CLI
+    ? await startCliServer(['proxy', '--upstream', model.url, '--top-logprobs', '5', '--max-tokens-cap', '4096'], {}, BASELINE_CLI)
+    : null;
   return {
     model,
     proxy,
     relay,
+    baseline,
     stop: async () => {
+      await baseline?.stop();
       await relay.stop();
       await proxy.stop();
       await model.stop();
@@ -170,7 +186,10 @@ async function benchProxy(): Promise<string[][]> {
   const tokens = tokenize(TURN_TEXT).length;
   const servers = await startModelAndProxy({ text: TURN_TEXT });
   try {
-    const p = await pairedTurns({ direct: servers.model.url, proxy: servers.proxy.url, relay: servers.relay.url }, TURNS);
+    const p = await pairedTurns(
+      { direct: servers.model.url, proxy: servers.proxy.url, relay: servers.relay.url, baseline: servers.baseline?.url ?? null },
+      TURNS,
+    );
     const addedFirst = diff(p.direct, p.proxied, 'firstByte');
     const addedTotal = diff(p.direct, p.proxied, 'total');
     rows.push(
@@ -183,27 +202,46 @@ async function benchProxy(): Promise<string[][]> {
         median(addedFirst) <= 0.5 ? 'yes' : 'NO',
       ],
       ['  floor: added by a relay-only proxy (the hop alone)', ...p50p95(diff(p.direct, p.relayed, 'firstByte')), '', ''],
+      ...(servers.baseline
+        ? [['  baseline build: added to time to first byte', ...p50p95(diff(p.direct, p.baseline, 'firstByte')), '', '']]
+        : []),
       ['whole turn, direct', ...p50p95(p.direct.map((t) => t.total)), '', ''],
       ['whole turn, through the recording proxy', ...p50p95(p.proxied.map((t) => t.total)), '', ''],
       ['added per whole turn (paired differences)', ...p50p95(addedTotal), '', ''],
+      ...(servers.baseline ? [['  baseline build: added per whole turn', ...p50p95(diff(p.direct, p.baseline, 'total')), '', '']] : []),
     );
 
     // Direct and proxied rounds alternate, so a burst of load from elsewhere hits both; the ratio is per round.
     const directBody = JSON.stringify(directRequest);
     const proxiedBody = JSON.stringify(proxyRequest);
+    // The relay-only proxy (no injection, parsing or recording) is the floor: what the hop itself costs.
     const ratios: number[] = [];
+    const relayRatios: number[] = [];
     const directRates: number[] = [];
     const proxiedRates: number[] = [];
+    const relayedRates: number[] = [];
     const modelCpu: number[] = [];
     const proxyCpu: number[] = [];
+    const relayCpu: number[] = [];
+    const baselineRatios: number[] = [];
+    const baselineCpu: number[] = [];
     for (let round = 0; round < 3; round++) {
       const direct = await throughput(servers.model.url, directBody, [servers.model.pid]);
       const proxied = await throughput(servers.proxy.url, proxiedBody, [servers.model.pid, servers.proxy.pid]);
+      const relayed = await throughput(servers.relay.url, directBody, [servers.model.pid, servers.relay.pid]);
       directRates.push(direct.rate);
       proxiedRates.push(proxied.rate);
+      relayedRates.push(relayed.rate);
       ratios.push(proxied.rate / direct.rate);
+      relayRatios.push(relayed.rate / direct.rate);
       modelCpu.push(direct.cpuPerTurn[0]!);
       proxyCpu.push(proxied.cpuPerTurn[1]!);
+      relayCpu.push(relayed.cpuPerTurn[1]!);
+      if (servers.baseline) {
+        const other = await throughput(servers.baseline.url, proxiedBody, [servers.model.pid, servers.baseline.pid]);
+        baselineRatios.push(other.rate / direct.rate);
+        baselineCpu.push(other.cpuPerTurn[1]!);
+      }
     }
     rows.push(
       [`throughput, ${PROXY_CLIENTS} clients: direct (turns/s, 3 rounds)`, median(directRates).toFixed(0), '', '', ''],
@@ -215,8 +253,17 @@ async function benchProxy(): Promise<string[][]> {
         '>= 0.8x',
         median(ratios) >= 0.8 ? 'yes' : 'NO',
       ],
+      ['  floor: throughput through a relay-only proxy (turns/s)', median(relayedRates).toFixed(0), '', '', ''],
+      ['  floor: relay-only / direct throughput', `${median(relayRatios).toFixed(2)}x`, '', '', ''],
       ['CPU per turn: scripted model', fmtMs(median(modelCpu)), '', '', ''],
       ['CPU per turn: recording proxy', fmtMs(median(proxyCpu)), '', '', ''],
+      ['  floor: CPU per turn, relay-only proxy (the hop alone)', fmtMs(median(relayCpu)), '', '', ''],
+      ...(servers.baseline
+        ? [
+            ['  baseline build: proxied / direct throughput', `${median(baselineRatios).toFixed(2)}x`, '', '', ''],
+            ['  baseline build: CPU per turn, recording proxy', fmtMs(median(baselineCpu)), '', '', ''],
+          ]
+        : []),
     );
   } finally {
     await servers.stop();

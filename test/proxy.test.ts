@@ -52,9 +52,18 @@ async function setup(
   llmOptions: { apiKey?: string } = {},
 ): Promise<{ llm: ScriptedLlm; proxy: RecordingProxy; turns: ProxyTurn[] }> {
   const llm = await startScripted(script, llmOptions);
+  cleanups.push(() => llm.close());
+  return { llm, ...(await recordingProxyFor(llm.url, proxyOptions)) };
+}
+
+/** A recording proxy on TCP in front of `upstreamBaseUrl`, with the turns it records. */
+async function recordingProxyFor(
+  upstreamBaseUrl: string,
+  proxyOptions: Partial<RecordingProxyOptions> = {},
+): Promise<{ proxy: RecordingProxy; turns: ProxyTurn[] }> {
   const turns: ProxyTurn[] = [];
   const proxy = await startRecordingProxy({
-    upstreamBaseUrl: llm.url,
+    upstreamBaseUrl,
     record: true,
     topLogprobs: 3,
     requestTokenIds: true,
@@ -65,11 +74,8 @@ async function setup(
     onTurn: (turn) => turns.push(turn),
     ...proxyOptions,
   });
-  cleanups.push(
-    () => proxy.close(),
-    () => llm.close(),
-  );
-  return { llm, proxy, turns };
+  cleanups.push(() => proxy.close());
+  return { proxy, turns };
 }
 
 /** One request with the target sent exactly as given (no URL normalisation). */
@@ -400,6 +406,47 @@ print(dict(Counter(raw(int(sys.argv[1])) for _ in range(1000))))
     await reader.cancel();
     await waitFor(() => turns.length === 1, 5000, 'the turn to be recorded');
     assert.equal(turns[0]!.upstream_error?.type, 'stream');
+  });
+
+  it('survives an upstream stream of odd shapes and deep nesting: relayed, recorded as far as it goes, and serving on', async () => {
+    const chunk = (choice: unknown) => ({ id: 'chatcmpl-odd', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [choice] });
+    const depth = 100_000;
+    const odd = [
+      JSON.stringify(chunk({ index: 0, delta: { content: 'a' }, logprobs: { content: [null] } })),
+      JSON.stringify(chunk({ index: 0, delta: { content: 'b' }, logprobs: { content: 3 } })),
+      JSON.stringify(
+        chunk({ index: 0, delta: { content: 'c' }, logprobs: { content: [{ token: 'c', logprob: -1, top_logprobs: [null, 7] }] } }),
+      ),
+      JSON.stringify(chunk({ index: 0, delta: { content: 'd', tool_calls: [null, 5] }, logprobs: { content: 'xy' } })),
+      JSON.stringify(chunk({ index: 0, delta: { content: 'e' }, token_ids: [1, 2], logprobs: { content: [{ token: 5 }] } })),
+      // Deeper than JSON.stringify can go (JSON.parse takes it): once crashed the server the proxy runs in.
+      `{"choices":[{"index":0,"delta":{"content":"f"},"logprobs":{"content":[]},"x":${'['.repeat(depth)}${']'.repeat(depth)}}]}`,
+    ];
+    const upstream = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`${odd.map((data) => `data: ${data}\n\n`).join('')}data: [DONE]\n\n`);
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => upstream.close(() => resolve())));
+    const { proxy, turns } = await recordingProxyFor(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`);
+    for (let round = 0; round < 2; round++) {
+      const sse = await (await post(proxy, chatBody())).text();
+      assert.ok(sse.endsWith('data: [DONE]\n\n'), 'the whole stream reached the client');
+      assert.equal(sse.split('\n\n').filter(Boolean).length, odd.length + 1, 'every event reached the client');
+    }
+    assert.equal(turns.length, 2, 'both turns recorded: the proxy kept serving');
+    assert.equal(turns[0]!.response.content, 'abcdef');
+    assert.deepEqual(turns[0]!.completion_tokens, ['', 'c', ''], 'odd entries read as empty tokens, as far as they go');
+    assert.deepEqual(turns[0]!.top_logprobs, [
+      [
+        { token: '', logprob: null },
+        { token: '', logprob: null },
+      ],
+    ]);
+    assert.deepEqual(turns[0]!.completion_token_ids, [1, 2]);
   });
 
   it('relays first: awkwardly cut stream bytes reach the client as sent (or stripped as before), and the turn is recorded the same', async () => {

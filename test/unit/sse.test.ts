@@ -7,18 +7,7 @@ import { appendMembers, stripInjectedText } from '../../src/core/proxy/json-text
 import { eventData, SseSplitter } from '../../src/core/proxy/sse.js';
 import { tokenIdFromLogprobToken, TurnAssembler } from '../../src/core/proxy/turn-assembler.js';
 import { tokenize, topLogprobs, type FakeToken } from '../../src/scripted-llm/fake-tokens.js';
-
-/** Small deterministic PRNG (mulberry32), so "random" chunkings are the same on every run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from '../helpers/random.js';
 
 /** Feeds `bytes` to a fresh splitter in the given piece sizes, then flushes; returns every event. */
 function split(bytes: Buffer, sizes: Iterable<number>): string[] {

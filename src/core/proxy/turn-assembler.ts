@@ -6,9 +6,9 @@ import type { AssembledCompletion, AssembledToolCall } from './types.js';
  */
 
 interface LogprobEntry {
-  token?: string;
-  logprob?: number;
-  top_logprobs?: Array<{ token?: string; logprob?: number }>;
+  token?: unknown;
+  logprob?: unknown;
+  top_logprobs?: unknown;
 }
 
 /** vLLM started with `--return-tokens-as-token-ids` names each sampled token `token_id:<id>` in its logprobs. */
@@ -40,9 +40,12 @@ export class TurnAssembler {
   /** Ids spelled out by the logprob tokens; null once a token was ordinary text. */
   private idsFromLogprobTokens: number[] | null = [];
 
-  private addLogprobs(logprobs: { content?: LogprobEntry[] | null } | null | undefined): void {
-    for (const entry of logprobs?.content ?? []) {
-      const token = entry.token ?? '';
+  private addLogprobs(logprobs: { content?: unknown } | null | undefined): void {
+    // Shapes are checked, not trusted: an upstream's oddity (a null entry, a number for a list) must not crash the proxy.
+    const content: unknown = logprobs && typeof logprobs === 'object' ? logprobs.content : null;
+    for (const item of Array.isArray(content) ? content : []) {
+      const entry: LogprobEntry = item && typeof item === 'object' ? (item as LogprobEntry) : {};
+      const token = typeof entry.token === 'string' ? entry.token : '';
       this.result.completion_tokens.push(token);
       this.result.per_token_logps.push(logprobOrNull(entry.logprob));
       if (this.idsFromLogprobTokens) {
@@ -50,8 +53,13 @@ export class TurnAssembler {
         if (id === null) this.idsFromLogprobTokens = null;
         else this.idsFromLogprobTokens.push(id);
       }
-      if (entry.top_logprobs?.length) {
-        this.result.top_logprobs.push(entry.top_logprobs.map((t) => ({ token: t.token ?? '', logprob: logprobOrNull(t.logprob) })));
+      if (Array.isArray(entry.top_logprobs) && entry.top_logprobs.length > 0) {
+        this.result.top_logprobs.push(
+          entry.top_logprobs.map((t: unknown) => {
+            const alternative = (t && typeof t === 'object' ? t : {}) as { token?: unknown; logprob?: unknown };
+            return { token: typeof alternative.token === 'string' ? alternative.token : '', logprob: logprobOrNull(alternative.logprob) };
+          }),
+        );
       }
     }
   }
@@ -61,7 +69,8 @@ export class TurnAssembler {
       this.result.prompt_token_ids = payload.prompt_token_ids;
     if (payload.usage) this.result.usage = payload.usage;
     if (!choice) return;
-    if (Array.isArray(choice.token_ids)) this.result.completion_token_ids.push(...choice.token_ids);
+    // A loop, not a spread: a spread of a few hundred thousand ids overflows the call stack.
+    if (Array.isArray(choice.token_ids)) for (const id of choice.token_ids) this.result.completion_token_ids.push(id);
     this.addLogprobs(choice.logprobs);
     if (choice.finish_reason) this.result.finish_reason = choice.finish_reason;
   }
@@ -79,6 +88,7 @@ export class TurnAssembler {
     const reasoning = delta.reasoning_content ?? delta.reasoning;
     if (typeof reasoning === 'string') this.reasoning += reasoning;
     for (const call of Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
+      if (!call || typeof call !== 'object') continue;
       const index = typeof call.index === 'number' ? call.index : this.toolCallsByIndex.size;
       let assembled = this.toolCallsByIndex.get(index);
       if (!assembled) {
@@ -102,6 +112,7 @@ export class TurnAssembler {
     const reasoning = message.reasoning_content ?? message.reasoning;
     if (typeof reasoning === 'string') this.reasoning = reasoning;
     for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
+      if (!call || typeof call !== 'object') continue;
       this.toolCallsByIndex.set(this.toolCallsByIndex.size, {
         id: call.id ?? null,
         name: call.function?.name ?? '',
