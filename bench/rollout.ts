@@ -43,6 +43,8 @@ const proxyRequest = JSON.parse(readFileSync(path.join(import.meta.dirname, 'fix
   unknown
 >;
 const directRequest = { ...proxyRequest, logprobs: true, top_logprobs: 5, return_token_ids: true };
+const DIRECT_BODY = JSON.stringify(directRequest);
+const PROXIED_BODY = JSON.stringify(proxyRequest);
 /** 50 words and 50 spaces: 100 tokens for the scripted model's tokenizer. */
 const TURN_TEXT = Array.from({ length: 50 }, (_, i) => `word${i} `).join('');
 const PROXY_CLIENTS = 8;
@@ -79,17 +81,15 @@ async function pairedTurns(
   urls: { direct: string; proxy: string; relay: string; baseline: string | null },
   count: number,
 ): Promise<{ direct: TurnTiming[]; proxied: TurnTiming[]; relayed: TurnTiming[]; baseline: TurnTiming[] }> {
-  const directBody = JSON.stringify(directRequest);
-  const proxiedBody = JSON.stringify(proxyRequest);
   const direct: TurnTiming[] = [];
   const proxied: TurnTiming[] = [];
   const relayed: TurnTiming[] = [];
   const baseline: TurnTiming[] = [];
   for (let i = 0; i < count + 20; i++) {
-    const d = await streamedTurn(urls.direct, directBody);
-    const p = await streamedTurn(urls.proxy, proxiedBody);
-    const r = await streamedTurn(urls.relay, directBody);
-    const b = urls.baseline ? await streamedTurn(urls.baseline, proxiedBody) : null;
+    const d = await streamedTurn(urls.direct, DIRECT_BODY);
+    const p = await streamedTurn(urls.proxy, PROXIED_BODY);
+    const r = await streamedTurn(urls.relay, DIRECT_BODY);
+    const b = urls.baseline ? await streamedTurn(urls.baseline, PROXIED_BODY) : null;
     if (i >= 20) {
       direct.push(d);
       proxied.push(p);
@@ -212,8 +212,6 @@ async function benchProxy(): Promise<string[][]> {
     );
 
     // Direct and proxied rounds alternate, so a burst of load from elsewhere hits both; the ratio is per round.
-    const directBody = JSON.stringify(directRequest);
-    const proxiedBody = JSON.stringify(proxyRequest);
     // The relay-only proxy (no injection, parsing or recording) is the floor: what the hop itself costs.
     const ratios: number[] = [];
     const relayRatios: number[] = [];
@@ -226,9 +224,9 @@ async function benchProxy(): Promise<string[][]> {
     const baselineRatios: number[] = [];
     const baselineCpu: number[] = [];
     for (let round = 0; round < 3; round++) {
-      const direct = await throughput(servers.model.url, directBody, [servers.model.pid]);
-      const proxied = await throughput(servers.proxy.url, proxiedBody, [servers.model.pid, servers.proxy.pid]);
-      const relayed = await throughput(servers.relay.url, directBody, [servers.model.pid, servers.relay.pid]);
+      const direct = await throughput(servers.model.url, DIRECT_BODY, [servers.model.pid]);
+      const proxied = await throughput(servers.proxy.url, PROXIED_BODY, [servers.model.pid, servers.proxy.pid]);
+      const relayed = await throughput(servers.relay.url, DIRECT_BODY, [servers.model.pid, servers.relay.pid]);
       directRates.push(direct.rate);
       proxiedRates.push(proxied.rate);
       relayedRates.push(relayed.rate);
@@ -238,7 +236,7 @@ async function benchProxy(): Promise<string[][]> {
       proxyCpu.push(proxied.cpuPerTurn[1]!);
       relayCpu.push(relayed.cpuPerTurn[1]!);
       if (servers.baseline) {
-        const other = await throughput(servers.baseline.url, proxiedBody, [servers.model.pid, servers.baseline.pid]);
+        const other = await throughput(servers.baseline.url, PROXIED_BODY, [servers.model.pid, servers.baseline.pid]);
         baselineRatios.push(other.rate / direct.rate);
         baselineCpu.push(other.cpuPerTurn[1]!);
       }

@@ -528,30 +528,9 @@ print(dict(Counter(raw(int(sys.argv[1])) for _ in range(1000))))
       if (data !== null && data !== '[DONE]') assembler.addChunk(JSON.parse(data));
     }
     const expectedTurn = assembler.finish();
-    const recordedPart = (turn: ProxyTurn) => {
-      const {
-        response,
-        finish_reason,
-        usage,
-        completion_tokens,
-        completion_token_ids,
-        per_token_logps,
-        top_logprobs,
-        prompt_token_ids,
-        n_chunks,
-      } = turn;
-      return {
-        response,
-        finish_reason,
-        usage,
-        completion_tokens,
-        completion_token_ids,
-        per_token_logps,
-        top_logprobs,
-        prompt_token_ids,
-        n_chunks,
-      };
-    };
+    /** The parts of a turn that come from the answer: the ones the assembler gives. */
+    const recordedPart = (turn: ProxyTurn) =>
+      Object.fromEntries(Object.keys(expectedTurn).map((key) => [key, turn[key as keyof typeof expectedTurn]]));
 
     // Asked for everything itself: nothing is injected, and the client gets the upstream's bytes exactly.
     const asked = await post(proxy, chatBody({ logprobs: true, top_logprobs: 1, return_token_ids: true }));

@@ -108,15 +108,22 @@ function readEntry(text: string, i: number, into: LogprobEntryRead[]): number {
     if (key === 'token') return readToken(text, at, entry);
     if (key === 'logprob') return readLogprob(text, at, entry);
     if (key !== 'top_logprobs') return skipStrict(text, at); // `bytes` and anything else TurnAssembler does not use
-    if (isNull(text, at)) {
-      entry.top_logprobs = null;
-      return at + 4;
-    }
-    if (text.charCodeAt(at) !== OPEN_BRACKET) throw new Unfollowable();
-    const alternatives: TokenAlternativeRead[] = [];
-    entry.top_logprobs = alternatives;
-    return readArray(text, at, (j) => readAlternative(text, j, alternatives));
+    const read = readListOrNull(text, at, readAlternative);
+    entry.top_logprobs = read.list;
+    return read.end;
   });
+}
+
+/** A value that is null or a list of items, each read by `item` (which appends it); anything else is not followed. */
+function readListOrNull<T>(
+  text: string,
+  at: number,
+  item: (text: string, i: number, into: T[]) => number,
+): { list: T[] | null; end: number } {
+  if (isNull(text, at)) return { list: null, end: at + 4 };
+  if (text.charCodeAt(at) !== OPEN_BRACKET) throw new Unfollowable();
+  const list: T[] = [];
+  return { list, end: readArray(text, at, (j) => item(text, j, list)) };
 }
 
 // The layout vLLM and OpenAI send (pydantic's and JSON.stringify's: no spaces; token, logprob, bytes, top_logprobs in that
@@ -191,14 +198,9 @@ export function readLogprobs(text: string, i: number): { value: LogprobsRead | n
   const value: LogprobsRead = { content: null };
   const end = readObject(text, i, (key, at) => {
     if (key !== 'content') return skipStrict(text, at);
-    if (isNull(text, at)) {
-      value.content = null;
-      return at + 4;
-    }
-    if (text.charCodeAt(at) !== OPEN_BRACKET) throw new Unfollowable();
-    const entries: LogprobEntryRead[] = [];
-    value.content = entries;
-    return readArray(text, at, (j) => readEntry(text, j, entries));
+    const read = readListOrNull(text, at, readEntry);
+    value.content = read.list;
+    return read.end;
   });
   return { value, end };
 }

@@ -116,7 +116,6 @@ export class RolloutRunner implements RolloutService {
     if (spec.environment_needs !== undefined) {
       // Decided before anything runs: the host's tools cannot stand in for an image. On E2B, the template built from
       // it (`opencode-env batch` and `rollout --harbor` build Harbor tasks' own) must be named.
-
       if (this.deps.provider.backend === 'local') {
         throw new InvalidInputError(
           `${task} needs ${spec.environment_needs}; the local backend runs on this host's tools — use E2B (OPENCODE_ENV_SANDBOX=e2b)`,
