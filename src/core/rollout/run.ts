@@ -13,7 +13,7 @@ import { collectWorkdirFiles, validateStagedPath } from './files.js';
 import { OpencodeEventCollector, planOpencodeRun } from './opencode.js';
 import { blankRolloutResult, type CommandRecord, type RolloutPhase, type RolloutResult, type RolloutSpec } from './schema.js';
 import { computeReward, runShellCommand } from './verifier.js';
-import { WARM_DRIVER_FAILED, type WarmAgent, type WarmPool, type WarmSettings } from './warm-pool.js';
+import type { WarmAgent, WarmPool, WarmSettings } from './warm-pool.js';
 import { runWarmAgent, WARM_FIRST_REQUEST_MS } from './warm-run.js';
 
 const TAIL_CHARS = 2000;
@@ -326,9 +326,6 @@ export class RolloutRunner implements RolloutService {
             : null;
           if (warmRun && 'outcome' in warmRun) {
             agent = warmRun.outcome;
-            if (agent.exitCode === WARM_DRIVER_FAILED && !agent.timedOut && !agent.aborted) {
-              throw new InfrastructureError('sandbox', `the warm opencode failed: ${tail(agentStderr.toString().trim())}`);
-            }
           } else {
             if (warmRun) {
               // It never reached the model, so nothing of it is in the trace: the cold run is the rollout's agent.
